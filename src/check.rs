@@ -1,0 +1,66 @@
+//! `netservd check`: validate a config and show what it asks for; with
+//! `--bind`, also bind every socket and show what the kernel applied
+//! (getsockopt), next to what was requested.
+
+use crate::cli::config_error;
+use crate::daemon::ConfigSource;
+use crate::services::Spec;
+use crate::{EXIT_FAILURE, EXIT_OK};
+
+pub fn run(source: ConfigSource, bind: bool) -> i32 {
+    let (cfg, _) = match source.load() {
+        Ok(l) => l,
+        Err(e) => return config_error(&e),
+    };
+    let specs = Spec::all(&cfg);
+    let origin = match &source {
+        ConfigSource::File(p) => p.display().to_string(),
+        ConfigSource::Builtin => crate::config::SHIPPED_ORIGIN.to_string(),
+    };
+    println!("{origin}: ok, {} service(s)", specs.len());
+    if let Some(a) = &cfg.admin {
+        println!("admin http://{}", a.listen);
+    }
+    let mut failed = false;
+    for spec in &specs {
+        println!("{} {:?} {}", spec.kind(), spec.name(), describe(spec));
+        if !bind {
+            for (k, v) in socket_of(spec).requested() {
+                println!("  socket.{k:<18} {v}");
+            }
+            continue;
+        }
+        match spec.bind() {
+            Ok(b) => {
+                println!("  bound {}", b.local_addr());
+                println!("  {:<22} {:<24} effective", "option", "requested");
+                for a in b.report() {
+                    println!("  {:<22} {:<24} {}", a.key, a.requested, a.effective);
+                }
+            }
+            Err(e) => {
+                println!("  bind failed: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed { EXIT_FAILURE } else { EXIT_OK }
+}
+
+fn describe(spec: &Spec) -> String {
+    match spec {
+        Spec::TcpEcho(c) => format!("tcp://{} length_field_bytes={} byte_order={:?} max_frame_bytes={}", c.listen, c.length_field_bytes, c.byte_order, c.max_frame_bytes),
+        Spec::UdpEcho(c) => format!("udp://{} max_datagram_bytes={}", c.listen, c.max_datagram_bytes),
+        Spec::Broadcast(c) => format!("to udp://{} every {:?} (jitter {:?})", c.destination, c.interval, c.jitter),
+        Spec::Multicast(c) => format!("group {} port {} interface {}", c.group, c.port, c.interface.as_deref().unwrap_or("(kernel picks)")),
+    }
+}
+
+fn socket_of(spec: &Spec) -> &crate::config::SocketOptions {
+    match spec {
+        Spec::TcpEcho(c) => &c.socket,
+        Spec::UdpEcho(c) => &c.socket,
+        Spec::Broadcast(c) => &c.socket,
+        Spec::Multicast(c) => &c.socket,
+    }
+}

@@ -1,0 +1,107 @@
+//! The command line (DESIGN §1): `run`, `check`, and the client tools. Each
+//! subcommand is one call into the library; this file only picks the config
+//! source, builds the runtime and maps results to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+use crate::config::ConfigError;
+use crate::daemon::{self, ConfigSource};
+use crate::logging::LogFormat;
+use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, client};
+
+#[derive(Debug, Parser)]
+#[command(name = "netservd", version, about = "Config-driven network services: framed TCP echo, UDP echo, broadcast announcer, multicast listener")]
+pub struct Cli {
+    /// Log format on stderr; RUST_LOG filters (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        /// Config file; default $NETSERVD_CONFIG, else ./config.toml, else the built-in shipped config.
+        #[arg(long, env = "NETSERVD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config without serving; exit 0 valid, 2 invalid.
+    Check {
+        #[arg(long, env = "NETSERVD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Also create and bind every socket and show the options the kernel applied.
+        #[arg(long)]
+        bind: bool,
+    },
+    /// One end-to-end check of a service (for health checks): exit 0 healthy, 1 not.
+    Probe(client::probe::Args),
+    /// Send frames or datagrams to a unicast, broadcast or multicast address and print replies.
+    Send(client::send::Args),
+    /// Print datagrams arriving on a port or a multicast group.
+    Listen(client::listen::Args),
+    /// Load generator: framed TCP or UDP echo, with throughput and latency percentiles.
+    Bench(client::bench::Args),
+}
+
+/// Picks the config: explicit path (flag or $NETSERVD_CONFIG), else
+/// ./config.toml, else the shipped one compiled in.
+pub fn config_source(path: Option<PathBuf>) -> ConfigSource {
+    match path {
+        Some(p) => ConfigSource::File(p),
+        None if std::path::Path::new("config.toml").exists() => ConfigSource::File("config.toml".into()),
+        None => ConfigSource::Builtin,
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(EXIT_FAILURE as u8);
+        }
+    };
+    let code = rt.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run_daemon(config_source(config)).await,
+            Command::Check { config, bind } => crate::check::run(config_source(config), bind),
+            Command::Probe(a) => client::probe::run(a).await,
+            Command::Send(a) => client::send::run(a).await,
+            Command::Listen(a) => client::listen::run(a).await,
+            Command::Bench(a) => client::bench::run(a).await,
+        }
+    });
+    // Connections still draining in blocking threads (lingering closes) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code as u8)
+}
+
+async fn run_daemon(source: ConfigSource) -> i32 {
+    if matches!(source, ConfigSource::Builtin) {
+        info!("no --config, $NETSERVD_CONFIG or ./config.toml: running the built-in shipped config (nothing to watch; SIGHUP reloads it unchanged)");
+    }
+    let loaded = match source.load() {
+        Ok(l) => l,
+        Err(e) => return config_error(&e),
+    };
+    match daemon::run(source, loaded).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "cannot start");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Prints every config error on stderr, one `PATH:LINE:COL: message` per line.
+pub fn config_error(e: &ConfigError) -> i32 {
+    eprintln!("{e}");
+    eprintln!("{} error(s) in {}", e.diagnostics.len(), e.origin);
+    EXIT_CONFIG
+}

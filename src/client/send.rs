@@ -1,0 +1,12 @@
+//! `netservd send`: placeholder until its issue lands.
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Target URL.
+    pub url: String,
+}
+
+pub async fn run(a: Args) -> i32 {
+    eprintln!("netservd send {}: not implemented in this build yet", a.url);
+    crate::EXIT_FAILURE
+}

@@ -1,0 +1,330 @@
+//! The typed shape of `config.toml`: one struct per table, parsed by serde with
+//! `deny_unknown_fields`, defaults as named functions. Nothing here touches the
+//! network; `validate.rs` checks what types alone cannot, and `net.rs` turns a
+//! [`SocketOptions`] into socket2 calls.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::de;
+use crate::frame::ByteOrder;
+
+/// The whole file, after parsing. Services keep their file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub admin: Option<AdminConfig>,
+    pub tcp_echo: Vec<TcpEchoConfig>,
+    pub udp_echo: Vec<UdpEchoConfig>,
+    pub broadcast: Vec<BroadcastConfig>,
+    pub multicast: Vec<MulticastConfig>,
+}
+
+/// `[daemon]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Drain deadline after SIGTERM/SIGINT (and for services a reload removes);
+    /// connections still open then are reset. Default 5s.
+    #[serde(default = "default_shutdown_timeout", with = "de::duration")]
+    pub shutdown_timeout: Duration,
+    /// Reload when the config file changes, not only on SIGHUP. Default true.
+    #[serde(default = "default_true")]
+    pub watch_config: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_timeout: default_shutdown_timeout(),
+            watch_config: true,
+        }
+    }
+}
+
+/// `[admin]`: the HTTP endpoint for health and metrics.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener (`/healthz`, `/metrics`, `/services`).
+    #[serde(deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+}
+
+/// `[[tcp_echo]]`: length-prefixed frames echoed back unchanged.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpEchoConfig {
+    /// Unique service name: identity for reload, logs and metrics.
+    pub name: String,
+    /// Address to listen on (`ip:port`, `[ipv6]:port` or `host:port`).
+    #[serde(deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+    /// Width of the length field in bytes: 1, 2, 4 or 8. Default 4.
+    #[serde(default = "default_length_field_bytes")]
+    pub length_field_bytes: u8,
+    /// Byte order of the length field. Default big (network byte order).
+    #[serde(default)]
+    pub byte_order: ByteOrder,
+    /// Largest payload a frame may declare; a larger one closes the connection. Default 65536.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: u64,
+    /// Concurrent connections; further clients wait in the listen backlog. Default 1024.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Close a connection that sends nothing for this long. Default 60s.
+    #[serde(default = "default_idle_timeout", with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// A started frame must complete within this. Default 10s.
+    #[serde(default = "default_frame_timeout", with = "de::duration")]
+    pub frame_timeout: Duration,
+    /// Socket options applied before bind/listen.
+    #[serde(default)]
+    pub socket: SocketOptions,
+}
+
+/// `[[udp_echo]]`: every datagram goes back to its sender.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpEchoConfig {
+    pub name: String,
+    #[serde(deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+    /// Larger datagrams are dropped and counted, never echoed truncated. Default 65507.
+    #[serde(default = "default_max_datagram_bytes")]
+    pub max_datagram_bytes: usize,
+    /// Per-source reply rate limit (token bucket). Default: none.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Source ports that never get a reply (loop and reflection guard).
+    /// Default: 7, 9, 13, 17, 19, 37, 53, 123, 161, 1900, 11211.
+    #[serde(default = "default_blocked_source_ports")]
+    pub blocked_source_ports: Vec<u16>,
+    /// `sockperf`: clear sockperf's client flag in replies so its client accepts them.
+    #[serde(default)]
+    pub compat: Compat,
+    #[serde(default)]
+    pub socket: SocketOptions,
+}
+
+/// Reply compatibility mode for echo services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compat {
+    /// Replies are the request, byte for byte.
+    #[default]
+    None,
+    /// Replies clear bit 0 of byte 9 (sockperf's client flag).
+    Sockperf,
+}
+
+/// A token bucket per source address.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained replies per second per source address.
+    pub per_source: u32,
+    /// Bucket size: replies a source may get in a burst. Default: per_source.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Sources tracked at once; the least recently seen is evicted. Default 4096.
+    #[serde(default = "default_rate_limit_sources")]
+    pub max_sources: usize,
+}
+
+/// `[[broadcast]]`: a datagram sent on a schedule.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastConfig {
+    pub name: String,
+    /// Where to send: a broadcast address or a multicast group, with port.
+    #[serde(deserialize_with = "de::socket_addr")]
+    pub destination: SocketAddr,
+    /// Local address (and so the interface) to send from. Default: wildcard, port 0.
+    #[serde(default, deserialize_with = "de::opt_socket_addr")]
+    pub bind: Option<SocketAddr>,
+    /// Time between datagrams. Default 5s.
+    #[serde(default = "default_interval", with = "de::duration")]
+    pub interval: Duration,
+    /// Each interval is randomised by up to this much either way. Default 500ms.
+    #[serde(default = "default_jitter", with = "de::duration")]
+    pub jitter: Duration,
+    /// Template of each datagram; see `template.rs` for the fields.
+    #[serde(default = "default_payload")]
+    pub payload: String,
+    /// Template sent once on shutdown or removal; empty = none.
+    #[serde(default = "default_goodbye")]
+    pub goodbye: String,
+    #[serde(default)]
+    pub socket: SocketOptions,
+}
+
+/// `[[multicast]]`: joins a group and receives (optionally echoes).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MulticastConfig {
+    pub name: String,
+    /// Group address: IPv4 224.0.0.0/4 or IPv6 ff00::/8.
+    pub group: IpAddr,
+    pub port: u16,
+    /// IPv4: a local address; IPv6: an interface name or index. Default: the kernel picks.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// Source-specific join: only datagrams from this sender.
+    #[serde(default)]
+    pub source: Option<IpAddr>,
+    /// `none` or `echo` (send each datagram back to its sender, unicast).
+    #[serde(default)]
+    pub reply: Reply,
+    #[serde(default)]
+    pub compat: Compat,
+    #[serde(default)]
+    pub socket: SocketOptions,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply {
+    #[default]
+    None,
+    Echo,
+}
+
+/// `[*.socket]`: options applied with socket2 before bind. `None` = OS default.
+/// Which keys apply to which service kind is checked in `validate.rs`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketOptions {
+    /// SO_REUSEADDR (SO_EXCLUSIVEADDRUSE is used instead on Windows). Default true.
+    pub reuse_address: Option<bool>,
+    /// SO_REUSEPORT (Unix only).
+    pub reuse_port: Option<bool>,
+    /// TCP_NODELAY. Default true for TCP.
+    pub nodelay: Option<bool>,
+    /// SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT, or `false`.
+    pub keepalive: Option<de::Keepalive>,
+    /// SO_LINGER; "0s" resets (RST) on close.
+    #[serde(default, with = "de::opt_duration")]
+    pub linger: Option<Duration>,
+    /// SO_RCVBUF request (Linux doubles it; limits clamp it).
+    pub recv_buffer_bytes: Option<usize>,
+    /// SO_SNDBUF request.
+    pub send_buffer_bytes: Option<usize>,
+    /// listen() backlog. Default 1024.
+    pub backlog: Option<i32>,
+    /// IP_TTL / IPV6_UNICAST_HOPS.
+    pub ttl: Option<u32>,
+    /// IPV6_V6ONLY (IPv6 addresses only).
+    pub only_v6: Option<bool>,
+    /// SO_OOBINLINE. Default true for TCP.
+    pub oob_inline: Option<bool>,
+    /// TCP_MAXSEG (Unix only).
+    pub mss: Option<u32>,
+    /// SO_RCVLOWAT (Unix only).
+    pub recv_low_water: Option<u32>,
+    /// IP_TOS / IPV6_TCLASS.
+    pub tos: Option<u32>,
+    /// SO_DONTROUTE (Unix only).
+    pub dont_route: Option<bool>,
+    /// SO_BINDTODEVICE (Linux only).
+    pub bind_device: Option<String>,
+    /// TCP_FASTOPEN queue length (Linux only).
+    pub fastopen: Option<u32>,
+    /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS.
+    pub multicast_ttl: Option<u32>,
+    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP.
+    pub multicast_loop: Option<bool>,
+    /// IP_MULTICAST_ALL / IPV6_MULTICAST_ALL (Linux only). Default false for multicast
+    /// listeners, so two listeners on one port each get only their own group.
+    pub multicast_all: Option<bool>,
+}
+
+impl SocketOptions {
+    /// The keys this table sets, with their values as written, in the order
+    /// of the struct; drives per-kind/per-platform checks and `check` output.
+    pub fn requested(&self) -> Vec<(&'static str, String)> {
+        fn show<T: std::fmt::Debug>(v: &Option<T>) -> Option<String> {
+            v.as_ref().map(|v| format!("{v:?}"))
+        }
+        let o = self;
+        [
+            ("reuse_address", show(&o.reuse_address)),
+            ("reuse_port", show(&o.reuse_port)),
+            ("nodelay", show(&o.nodelay)),
+            ("keepalive", show(&o.keepalive)),
+            ("linger", o.linger.map(|d| humantime::format_duration(d).to_string())),
+            ("recv_buffer_bytes", show(&o.recv_buffer_bytes)),
+            ("send_buffer_bytes", show(&o.send_buffer_bytes)),
+            ("backlog", show(&o.backlog)),
+            ("ttl", show(&o.ttl)),
+            ("only_v6", show(&o.only_v6)),
+            ("oob_inline", show(&o.oob_inline)),
+            ("mss", show(&o.mss)),
+            ("recv_low_water", show(&o.recv_low_water)),
+            ("tos", show(&o.tos)),
+            ("dont_route", show(&o.dont_route)),
+            ("bind_device", show(&o.bind_device)),
+            ("fastopen", show(&o.fastopen)),
+            ("multicast_ttl", show(&o.multicast_ttl)),
+            ("multicast_loop", show(&o.multicast_loop)),
+            ("multicast_all", show(&o.multicast_all)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+
+    /// Names of the keys this table sets.
+    pub fn keys_set(&self) -> Vec<&'static str> {
+        self.requested().into_iter().map(|(k, _)| k).collect()
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_length_field_bytes() -> u8 {
+    4
+}
+pub(crate) fn default_max_frame_bytes() -> u64 {
+    65536
+}
+fn default_max_connections() -> u32 {
+    1024
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_frame_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_datagram_bytes() -> usize {
+    crate::MAX_UDP_PAYLOAD
+}
+fn default_rate_limit_sources() -> usize {
+    4096
+}
+/// Classic UDP services that answer anything (echo, discard, daytime, qotd,
+/// chargen, time) and the usual reflection amplifiers (DNS, NTP, SNMP, SSDP,
+/// memcached): a datagram "from" these ports is a loop or a spoof.
+pub const DEFAULT_BLOCKED_SOURCE_PORTS: [u16; 11] = [7, 9, 13, 17, 19, 37, 53, 123, 161, 1900, 11211];
+fn default_blocked_source_ports() -> Vec<u16> {
+    DEFAULT_BLOCKED_SOURCE_PORTS.to_vec()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_jitter() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_payload() -> String {
+    "netservd {name} host={hostname} seq={seq} uptime={uptime_s}".into()
+}
+fn default_goodbye() -> String {
+    "netservd {name} goodbye seq={seq}".into()
+}

@@ -1,0 +1,264 @@
+//! The supervisor: binds every service of a config before any serves
+//! (all-or-nothing), runs each in its own task with its own cancellation
+//! tokens and connection tracker, applies reloads (see `reload.rs`) and drains
+//! everything on shutdown.
+//!
+//! Flow: `run` loads the config, `Supervisor::start` binds and spawns, logs
+//! `ready`, then the event loop takes signals and file changes until a
+//! shutdown event; `shutdown` stops accepting everywhere, waits for
+//! connections to drain up to `shutdown_timeout`, resets the rest, and a
+//! second shutdown signal during the drain exits at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::net::Applied;
+use crate::services::{Bound, Directory, ServiceCtx, Spec};
+use crate::signals::{self, Event};
+
+/// Where the config comes from, so reloads read the same place.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The shipped config compiled into the binary: nothing to watch or reload.
+    Builtin,
+}
+
+impl ConfigSource {
+    /// Reads and validates; also returns the text, so reloads can skip a file that did not change.
+    pub fn load(&self) -> Result<(Config, String), ConfigError> {
+        match self {
+            ConfigSource::File(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    origin: p.display().to_string(),
+                    diagnostics: vec![config::Diagnostic { line: 1, col: 1, message: format!("cannot read config file: {e}") }],
+                })?;
+                Ok((config::parse(&text, &p.display().to_string())?, text))
+            }
+            ConfigSource::Builtin => Ok((config::parse(config::SHIPPED, config::SHIPPED_ORIGIN)?, config::SHIPPED.to_string())),
+        }
+    }
+}
+
+/// What the admin endpoint and `check` show of one service.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub kind: &'static str,
+    pub url: String,
+    pub local_addr: SocketAddr,
+    /// Set when the service's task ended with an error.
+    pub error: Option<String>,
+    pub socket: Vec<Applied>,
+}
+
+/// The services as they run now; the supervisor writes it, readers copy it.
+pub type State = Arc<RwLock<Vec<ServiceInfo>>>;
+
+/// One running service.
+pub(crate) struct Running {
+    pub spec: Spec,
+    /// Kept for handing the socket to a changed service; `None` once released.
+    pub bound: Option<Bound>,
+    pub url: String,
+    pub ctx: ServiceCtx,
+    pub task: Option<JoinHandle<()>>,
+}
+
+pub struct Supervisor {
+    pub(crate) services: Vec<Running>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) directory: Directory,
+    pub(crate) state: State,
+    pub(crate) shutdown_timeout: Duration,
+    /// Services a reload removed or replaced, still draining.
+    pub(crate) retiring: TaskTracker,
+}
+
+impl Supervisor {
+    /// Binds every service, then starts them all; nothing serves if any bind fails.
+    pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Supervisor> {
+        let mut bound = Vec::new();
+        for spec in Spec::all(cfg) {
+            let b = spec.bind().with_context(|| format!("{} {:?} cannot start", spec.kind(), spec.name()))?;
+            bound.push((spec, b));
+        }
+        let mut sup = Supervisor {
+            services: Vec::new(),
+            metrics,
+            directory: Directory::default(),
+            state: State::default(),
+            shutdown_timeout: cfg.daemon.shutdown_timeout,
+            retiring: TaskTracker::new(),
+        };
+        for (spec, b) in bound {
+            let r = sup.launch(spec, b, None);
+            sup.services.push(r);
+        }
+        sup.publish();
+        Ok(sup)
+    }
+
+    /// Spawns a bound service. `reuse` keeps the drain/abort tokens and the
+    /// tracker of an earlier run of it (a rollback restarts a paused service
+    /// without disturbing its connections).
+    pub(crate) fn launch(&self, spec: Spec, bound: Bound, reuse: Option<ServiceCtx>) -> Running {
+        let ctx = match reuse {
+            Some(old) => ServiceCtx { stop: CancellationToken::new(), ..old },
+            None => ServiceCtx {
+                stop: CancellationToken::new(),
+                drain: CancellationToken::new(),
+                abort: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                metrics: self.metrics.service(spec.name()),
+                directory: self.directory.clone(),
+            },
+        };
+        let url = bound.url();
+        let span = info_span!("service", service = %spec.name(), kind = spec.kind(), local_addr = %bound.local_addr());
+        let (state, name, run_ctx, b) = (self.state.clone(), spec.name().to_string(), ctx.clone(), bound.clone());
+        let task = tokio::spawn(
+            async move {
+                if let Err(e) = b.run(run_ctx).await {
+                    error!(error = format!("{e:#}"), "service failed");
+                    if let Some(s) = state.write().unwrap().iter_mut().find(|s| s.name == name) {
+                        s.error = Some(format!("{e:#}"));
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Running { spec, bound: Some(bound), url, ctx, task: Some(task) }
+    }
+
+    /// Rewrites the directory (for `{services}`) and the admin state.
+    pub(crate) fn publish(&self) {
+        let dir = self.services.iter().map(|r| format!("{}={}", r.spec.name(), r.url)).collect::<Vec<_>>().join(" ");
+        *self.directory.write().unwrap() = dir;
+        let old = self.state.read().unwrap().clone();
+        let infos = self
+            .services
+            .iter()
+            .map(|r| {
+                let b = r.bound.as_ref();
+                ServiceInfo {
+                    name: r.spec.name().to_string(),
+                    kind: r.spec.kind(),
+                    url: r.url.clone(),
+                    local_addr: b.map(Bound::local_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                    error: old.iter().find(|o| o.name == r.spec.name()).and_then(|o| o.error.clone()),
+                    socket: b.map(Bound::report).unwrap_or_default(),
+                }
+            })
+            .collect();
+        *self.state.write().unwrap() = infos;
+    }
+
+    pub fn state(&self) -> State {
+        self.state.clone()
+    }
+
+    /// `name=url` of every service, as the `ready` event lists them.
+    pub fn summary(&self) -> String {
+        self.directory.read().unwrap().clone()
+    }
+
+    /// Stops accepting everywhere, lets connections drain until the deadline,
+    /// then resets what is left. Returns how many connections were cut.
+    pub async fn shutdown(mut self) -> usize {
+        let services = std::mem::take(&mut self.services);
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        for r in &services {
+            r.ctx.stop.cancel();
+            r.ctx.drain.cancel();
+        }
+        for r in services.iter() {
+            r.ctx.tracker.close();
+        }
+        let all_done = async {
+            for r in services.iter() {
+                r.ctx.tracker.wait().await;
+            }
+            self.retiring.close();
+            self.retiring.wait().await;
+        };
+        let mut cut = 0;
+        if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+            cut = services.iter().map(|r| r.ctx.tracker.len()).sum();
+            for r in &services {
+                r.ctx.abort.cancel();
+            }
+            warn!(connections = cut, timeout = ?self.shutdown_timeout, "shutdown timeout reached; resetting connections still open");
+            for r in &services {
+                r.ctx.tracker.wait().await;
+            }
+        }
+        // Service loops send goodbyes and leave groups on stop; wait for them too.
+        for mut r in services {
+            if let Some(t) = r.task.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+            }
+        }
+        cut
+    }
+}
+
+/// `netservd run`: serve until a shutdown signal. Exit code per DESIGN §1.
+pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let mut sup = Supervisor::start(&cfg, metrics.clone())?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    signals::forward(tx.clone()).context("install signal handlers")?;
+    let _watch = match (&source, cfg.daemon.watch_config) {
+        (ConfigSource::File(p), true) => Some(crate::watch::start(p, tx.clone())?),
+        _ => None,
+    };
+    let admin = match &cfg.admin {
+        Some(a) => Some(crate::admin::start(a, sup.state(), metrics.clone()).await?),
+        None => None,
+    };
+    info!(services = %sup.summary(), admin = ?admin.as_ref().map(|a| a.local_addr()), config = ?source, "ready");
+
+    let mut current = text;
+    loop {
+        match rx.recv().await {
+            Some(Event::Reload(why)) => sup.reload_from(&source, why, &mut current).await,
+            Some(Event::Shutdown(why)) => {
+                info!(signal = why, timeout = ?sup.shutdown_timeout, "shutting down: draining connections");
+                break;
+            }
+            None => break,
+        }
+    }
+    let drain = sup.shutdown();
+    tokio::select! {
+        cut = drain => {
+            info!(connections_cut = cut, "shutdown complete");
+            Ok(())
+        }
+        ev = async {
+            loop {
+                match rx.recv().await {
+                    Some(Event::Shutdown(s)) => return s,
+                    Some(Event::Reload(_)) => {}
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        } => {
+            warn!(signal = ev, "second signal during drain; exiting now");
+            std::process::exit(crate::EXIT_FAILURE);
+        }
+    }
+}

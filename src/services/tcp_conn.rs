@@ -1,0 +1,238 @@
+//! One framed echo connection. Bytes read go into one buffer; `scan` finds how
+//! many bytes at its front are complete frames, and exactly those bytes are
+//! written back from the same buffer (no decode, no copy, one write per read
+//! however many frames it held). A partial frame waits in the buffer for the
+//! rest.
+//!
+//! Memory per connection: nothing while idle at a frame boundary (the buffer
+//! is released); otherwise at most one read chunk ([`MAX_READ`]) plus the
+//! partial frame, itself capped by `max_frame_bytes`. A declared length is
+//! never reserved: the buffer grows with the bytes that actually arrive.
+//! Writing before reading more is the backpressure: a peer that never reads
+//! stalls only its own connection.
+//!
+//! Ends: EOF at a boundary (half-close: we shut our write side after echoing
+//! everything), EOF mid-frame, an oversized header, idle or frame timeout, a
+//! write that stalls for `idle_timeout`, a graceful stop (echo what already
+//! arrived, then FIN), or an abort at the drain deadline (RST).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::ServiceCtx;
+use crate::config::TcpEchoConfig;
+use crate::frame::{FrameError, FrameFormat};
+use crate::net;
+
+/// First read size of a connection; reads grow towards [`MAX_READ`] while they come back full.
+const MIN_READ: usize = 4 * 1024;
+/// Largest single read: big reads amortise syscalls under pipelined load.
+const MAX_READ: usize = 64 * 1024;
+
+pub(crate) struct Conn {
+    pub format: FrameFormat,
+    pub cfg: Arc<TcpEchoConfig>,
+    pub ctx: ServiceCtx,
+}
+
+/// Why a connection ended.
+enum End {
+    /// Peer closed at a frame boundary; we echoed everything and shut down our side.
+    Eof,
+    /// Graceful stop: what had arrived was echoed, then FIN.
+    Drained,
+    Aborted,
+    EofMidFrame { pending: usize },
+    TooLarge(FrameError),
+    IdleTimeout,
+    FrameTimeout { pending: usize },
+    WriteStalled,
+}
+
+impl Conn {
+    pub async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
+        let m = &self.ctx.metrics;
+        m.active.inc();
+        let end = self.echo(&mut stream).await;
+        m.active.dec();
+        let (cfg, fmt) = (&self.cfg, &self.format);
+        match end {
+            Ok(End::Eof) => debug!("closed by peer"),
+            Ok(End::Drained) => debug!("drained at shutdown"),
+            Ok(End::Aborted) => {
+                debug!("reset at drain deadline");
+                net::reset_on_close(&stream);
+            }
+            Ok(End::EofMidFrame { pending }) => {
+                info!(%peer, pending_bytes = pending, "peer closed in the middle of a frame; partial frame not echoed");
+                m.drop_counter("eof_mid_frame").inc();
+            }
+            Ok(End::TooLarge(FrameError::TooLarge { declared, max })) => {
+                info!(%peer, declared, max_frame_bytes = max, length_field_bytes = fmt.width, "frame too large; closing connection");
+                m.drop_counter("frame_too_large").inc();
+            }
+            Ok(End::IdleTimeout) => {
+                info!(%peer, idle_timeout = ?cfg.idle_timeout, "idle timeout; closing connection");
+                m.drop_counter("idle_timeout").inc();
+            }
+            Ok(End::FrameTimeout { pending }) => {
+                info!(%peer, pending_bytes = pending, frame_timeout = ?cfg.frame_timeout, "frame not completed in time; closing connection");
+                m.drop_counter("frame_timeout").inc();
+            }
+            Ok(End::WriteStalled) => {
+                info!(%peer, idle_timeout = ?cfg.idle_timeout, "peer stopped reading; closing connection");
+                m.drop_counter("write_stalled").inc();
+            }
+            Err(e) => {
+                debug!(%peer, error = %e, "connection error");
+                m.error_counter(io_kind(&e)).inc();
+            }
+        }
+        // A non-zero SO_LINGER makes close() block until the data is sent or
+        // the linger time passes, even on a non-blocking socket (Linux): never
+        // on a runtime worker.
+        if self.cfg.socket.linger.is_some_and(|d| !d.is_zero()) {
+            if let Ok(std) = stream.into_std() {
+                tokio::task::spawn_blocking(move || drop(std));
+            }
+        }
+    }
+
+    async fn echo(&self, stream: &mut TcpStream) -> io::Result<End> {
+        let (drain, abort) = (&self.ctx.drain, &self.ctx.abort);
+        let m = &self.ctx.metrics;
+        let idle = self.cfg.idle_timeout;
+        let frame_timeout = self.cfg.frame_timeout;
+        let mut buf = BytesMut::new();
+        let mut read_size = MIN_READ;
+        let mut draining = drain.is_cancelled();
+        // One timer, reset lazily: activity only records a time; when the
+        // timer fires we check whether a deadline really passed.
+        let mut last_activity = Instant::now();
+        let mut frame_started: Option<Instant> = None;
+        let timer = tokio::time::sleep(idle);
+        tokio::pin!(timer);
+
+        loop {
+            if buf.is_empty() {
+                frame_started = None;
+                if buf.capacity() > 0 {
+                    // Idle at a boundary: hold no buffer.
+                    buf = BytesMut::new();
+                }
+            }
+            // When draining with nothing pending we only take what already arrived.
+            let wait = !(draining && buf.is_empty());
+            if wait {
+                tokio::select! {
+                    biased;
+                    _ = abort.cancelled() => return Ok(End::Aborted),
+                    _ = drain.cancelled(), if !draining => { draining = true; continue; }
+                    _ = &mut timer => {
+                        let now = Instant::now();
+                        if frame_started.is_some_and(|t| now >= t + frame_timeout) {
+                            return Ok(End::FrameTimeout { pending: buf.len() });
+                        }
+                        if now >= last_activity + idle {
+                            return Ok(End::IdleTimeout);
+                        }
+                        let next = frame_started.map_or(last_activity + idle, |t| (t + frame_timeout).min(last_activity + idle));
+                        timer.as_mut().reset(next);
+                        continue;
+                    }
+                    r = stream.readable() => r?,
+                }
+            }
+            if buf.capacity() - buf.len() < read_size {
+                buf.reserve(read_size);
+            }
+            let n = match stream.try_read_buf(&mut buf) {
+                Ok(0) if buf.is_empty() => {
+                    stream.shutdown().await?;
+                    return Ok(if draining { End::Drained } else { End::Eof });
+                }
+                Ok(0) => return Ok(End::EofMidFrame { pending: buf.len() }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !wait {
+                        stream.shutdown().await?;
+                        return Ok(End::Drained);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if n == read_size {
+                read_size = (read_size * 2).min(MAX_READ);
+            }
+            last_activity = Instant::now();
+            m.bytes_in.inc_by(n as u64);
+
+            let scan = self.format.scan(&buf);
+            if scan.complete > 0 {
+                m.msgs_in.inc_by(scan.frames);
+                if let Some(end) = self.write_back(stream, &buf[..scan.complete], &mut last_activity).await? {
+                    return Ok(end);
+                }
+                m.msgs_out.inc_by(scan.frames);
+                m.bytes_out.inc_by(scan.complete as u64);
+                buf.advance(scan.complete);
+                frame_started = None;
+            }
+            if let Some(e) = scan.error {
+                return Ok(End::TooLarge(e));
+            }
+            if !buf.is_empty() && frame_started.is_none() {
+                frame_started = Some(last_activity);
+                let due = last_activity + frame_timeout;
+                if due < timer.deadline() {
+                    timer.as_mut().reset(due);
+                }
+            }
+        }
+    }
+
+    /// Writes `out` fully, or says why it could not: the peer accepted
+    /// nothing for `idle_timeout` (it stopped reading), or the drain deadline passed.
+    async fn write_back(&self, stream: &mut TcpStream, mut out: &[u8], last_activity: &mut Instant) -> io::Result<Option<End>> {
+        // Fast path: the socket buffer usually takes everything at once.
+        match stream.try_write(out) {
+            Ok(n) => out = &out[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let stall = self.cfg.idle_timeout.max(Duration::from_millis(1));
+        while !out.is_empty() {
+            tokio::select! {
+                biased;
+                _ = self.ctx.abort.cancelled() => return Ok(Some(End::Aborted)),
+                _ = tokio::time::sleep(stall) => return Ok(Some(End::WriteStalled)),
+                r = stream.writable() => r?,
+            }
+            match stream.try_write(out) {
+                Ok(n) => out = &out[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        *last_activity = Instant::now();
+        Ok(None)
+    }
+}
+
+fn io_kind(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset => "connection_reset",
+        io::ErrorKind::BrokenPipe => "broken_pipe",
+        io::ErrorKind::ConnectionAborted => "connection_aborted",
+        _ => "io",
+    }
+}

@@ -1,0 +1,130 @@
+//! `[[tcp_echo]]`: the accept loop. A permit (of `max_connections`) is taken
+//! before each accept, so excess clients wait in the kernel backlog rather
+//! than in our memory; each accepted stream runs `tcp_conn::serve` in its own
+//! task on the service's tracker, so a connection's failure stays its own and
+//! the supervisor can wait for every connection to drain.
+//!
+//! Accept errors never end the service: running out of descriptors or memory
+//! (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off with a growing sleep and a
+//! rate-limited warning instead of spinning; per-connection errors retry at once.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::{ServiceCtx, tcp_conn};
+use crate::config::TcpEchoConfig;
+use crate::frame::FrameFormat;
+use crate::logging::RateLimited;
+use crate::net::{self, Role};
+
+/// A bound TCP echo listener.
+#[derive(Clone)]
+pub struct Bound {
+    cfg: Arc<TcpEchoConfig>,
+    listener: Arc<TcpListener>,
+    local: SocketAddr,
+}
+
+pub fn bind(cfg: &TcpEchoConfig) -> Result<Bound> {
+    let std = net::tcp_listener(cfg.listen, &cfg.socket)?;
+    let listener = TcpListener::from_std(std).context("register listener with tokio")?;
+    let local = listener.local_addr()?;
+    Ok(Bound { cfg: Arc::new(cfg.clone()), listener: Arc::new(listener), local })
+}
+
+/// Sleep after the first resource-exhaustion accept error; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+/// Cap of the accept backoff: accepting resumes within this once descriptors free up.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Bound {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn with_config(&self, cfg: &TcpEchoConfig) -> Bound {
+        Bound { cfg: Arc::new(cfg.clone()), ..self.clone() }
+    }
+
+    pub fn report(&self) -> Vec<net::Applied> {
+        net::read_back(socket2::SockRef::from(&*self.listener), self.local.is_ipv6(), &self.cfg.socket, Role::TcpListener)
+    }
+
+    pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
+        let cfg = self.cfg;
+        let format = FrameFormat { width: cfg.length_field_bytes, order: cfg.byte_order, max_frame: cfg.max_frame_bytes };
+        let permits = Arc::new(Semaphore::new(cfg.max_connections as usize));
+        let exhausted = ctx.metrics.error_counter("accept_resources");
+        let mut backoff = MIN_BACKOFF;
+        let mut warn_limit = RateLimited::new(Duration::from_secs(5));
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
+            };
+            let accepted = tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => break,
+                r = self.listener.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(ok) => {
+                    backoff = MIN_BACKOFF;
+                    ok
+                }
+                Err(e) if is_resource_exhaustion(&e) => {
+                    exhausted.inc();
+                    if let Some(suppressed) = warn_limit.allow() {
+                        warn!(error = %e, max_connections = cfg.max_connections, backoff_ms = backoff.as_millis() as u64, suppressed,
+                            "accept failed: out of descriptors or memory; backing off (raise the fd limit, ulimit -n, or lower max_connections)");
+                    }
+                    tokio::select! {
+                        _ = ctx.stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(e) => {
+                    // ECONNABORTED, ECONNRESET, EPROTO...: that client is gone; the next one is fine.
+                    debug!(error = %e, "accept error; retrying");
+                    continue;
+                }
+            };
+            if let Err(e) = net::apply_accepted(&stream, &cfg.socket) {
+                debug!(%peer, error = %e, "could not set connection options; closing");
+                continue;
+            }
+            ctx.metrics.accepted.inc();
+            let conn = tcp_conn::Conn { format, cfg: cfg.clone(), ctx: ctx.clone() };
+            ctx.tracker.spawn(
+                async move {
+                    conn.serve(stream, peer).await;
+                    drop(permit);
+                }
+                .instrument(info_span!("conn", %peer)),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+    }
+    #[cfg(windows)]
+    {
+        // WSAEMFILE, WSAENOBUFS
+        matches!(e.raw_os_error(), Some(10024 | 10055))
+    }
+}
