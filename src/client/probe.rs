@@ -33,12 +33,22 @@ pub async fn run(a: Args) -> i32 {
 
 async fn check(a: &Args) -> (i32, String) {
     let started = Instant::now();
-    let proto = if a.url.proto == Proto::Tcp { "tcp" } else { "udp" };
+    let proto = if a.url.proto == Proto::Tcp {
+        "tcp"
+    } else {
+        "udp"
+    };
     let url = format!("{proto}://{}", a.url.addr);
     match tokio::time::timeout(a.timeout, round_trip(a)).await {
-        Ok(Ok(())) => (EXIT_OK, format!("healthy: {url} answered in {:.2?}", started.elapsed())),
+        Ok(Ok(())) => (
+            EXIT_OK,
+            format!("healthy: {url} answered in {:.2?}", started.elapsed()),
+        ),
         Ok(Err(e)) => (EXIT_FAILURE, format!("unhealthy: {url}: {e:#}")),
-        Err(_) => (EXIT_FAILURE, format!("unhealthy: {url}: no answer within {:?}", a.timeout)),
+        Err(_) => (
+            EXIT_FAILURE,
+            format!("unhealthy: {url}: no answer within {:?}", a.timeout),
+        ),
     }
 }
 

@@ -87,10 +87,21 @@ pub struct KeepaliveParams {
 
 impl fmt::Display for Keepalive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Keepalive::On(p) = self else { return f.write_str("false") };
-        let d = |d: Option<Duration>| d.map_or("os".to_string(), |d| humantime::format_duration(d).to_string());
+        let Keepalive::On(p) = self else {
+            return f.write_str("false");
+        };
+        let d = |d: Option<Duration>| {
+            d.map_or("os".to_string(), |d| {
+                humantime::format_duration(d).to_string()
+            })
+        };
         let r = p.retries.map_or("os".to_string(), |r| r.to_string());
-        write!(f, "idle={} interval={} retries={r}", d(p.idle), d(p.interval))
+        write!(
+            f,
+            "idle={} interval={} retries={r}",
+            d(p.idle),
+            d(p.interval)
+        )
     }
 }
 
