@@ -50,7 +50,11 @@ pub struct Scan {
 impl FrameFormat {
     /// Largest length a `width`-byte field can hold.
     pub const fn max_expressible(width: u8) -> u64 {
-        if width >= 8 { u64::MAX } else { (1u64 << (8 * width as u32)) - 1 }
+        if width >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * width as u32)) - 1
+        }
     }
 
     pub fn header_len(&self) -> usize {
@@ -85,25 +89,40 @@ impl FrameFormat {
         while buf.len() - at >= w {
             let len = self.read_len(&buf[at..]);
             if len > self.max_frame {
-                let error = Some(FrameError::TooLarge { declared: len, max: self.max_frame });
-                return Scan { complete: at, frames, error };
+                let error = Some(FrameError::TooLarge {
+                    declared: len,
+                    max: self.max_frame,
+                });
+                return Scan {
+                    complete: at,
+                    frames,
+                    error,
+                };
             }
-            // len <= max_frame <= 1 GiB, so this cannot overflow.
-            let end = at + w + len as usize;
-            if end > buf.len() {
+            // Compared as u64 so that no declared length (up to u64::MAX with
+            // an 8-byte field) can overflow the position arithmetic.
+            if len > (buf.len() - at - w) as u64 {
                 break;
             }
-            at = end;
+            at += w + len as usize;
             frames += 1;
         }
-        Scan { complete: at, frames, error: None }
+        Scan {
+            complete: at,
+            frames,
+            error: None,
+        }
     }
 
     /// Appends one frame carrying `payload`. Panics if the payload is longer
     /// than the length field can express (callers check sizes up front).
     pub fn encode(&self, payload: &[u8], out: &mut BytesMut) {
         let len = payload.len() as u64;
-        assert!(len <= Self::max_expressible(self.width), "payload too long for a {}-byte length field", self.width);
+        assert!(
+            len <= Self::max_expressible(self.width),
+            "payload too long for a {}-byte length field",
+            self.width
+        );
         let w = self.width as usize;
         out.reserve(w + payload.len());
         match self.order {
@@ -121,13 +140,56 @@ impl FrameFormat {
         }
         let len = self.read_len(buf);
         if len > self.max_frame {
-            return Err(FrameError::TooLarge { declared: len, max: self.max_frame });
+            return Err(FrameError::TooLarge {
+                declared: len,
+                max: self.max_frame,
+            });
         }
-        if buf.len() - w < len as usize {
+        if len > (buf.len() - w) as u64 {
             return Ok(None);
         }
         buf.advance(w);
         Ok(Some(buf.split_to(len as usize).freeze()))
+    }
+}
+
+/// What one connection echoes for a byte stream, see [`FrameFormat::replay`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replay {
+    /// Bytes written back: every complete frame, headers included, in order.
+    pub echoed: Vec<u8>,
+    pub frames: u64,
+    /// The oversized header that closed the connection, if any.
+    pub error: Option<FrameError>,
+    /// Bytes of an incomplete frame still buffered at the end.
+    pub pending: usize,
+    /// Most bytes held after a read was consumed: the per-connection memory bound.
+    pub peak_pending: usize,
+}
+
+impl FrameFormat {
+    /// Runs the echo server's per-read steps (`tcp_conn`: append what was
+    /// read, [`scan`](Self::scan), write back the complete prefix, keep the
+    /// rest; stop at an oversized header) over `chunks` as if each were one
+    /// read. Pure, so property tests, the fuzz target and its corpus check the
+    /// server's framing without sockets.
+    pub fn replay<'a>(&self, chunks: impl IntoIterator<Item = &'a [u8]>) -> Replay {
+        let mut buf = BytesMut::new();
+        let mut r = Replay::default();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            let scan = self.scan(&buf);
+            r.echoed.extend_from_slice(&buf[..scan.complete]);
+            r.frames += scan.frames;
+            buf.advance(scan.complete);
+            if scan.error.is_some() {
+                r.error = scan.error;
+                break;
+            }
+            r.peak_pending = r.peak_pending.max(buf.len());
+        }
+        r.pending = buf.len();
+        r
     }
 }
 
@@ -136,7 +198,11 @@ mod tests {
     use super::*;
 
     fn fmt(width: u8, order: ByteOrder) -> FrameFormat {
-        FrameFormat { width, order, max_frame: 1000 }
+        FrameFormat {
+            width,
+            order,
+            max_frame: 1000,
+        }
     }
 
     #[test]
@@ -148,7 +214,14 @@ mod tests {
                 f.encode(b"hello", &mut b);
                 f.encode(b"", &mut b);
                 assert_eq!(b.len(), 2 * width as usize + 5);
-                assert_eq!(f.scan(&b), Scan { complete: b.len(), frames: 2, error: None });
+                assert_eq!(
+                    f.scan(&b),
+                    Scan {
+                        complete: b.len(),
+                        frames: 2,
+                        error: None
+                    }
+                );
                 assert_eq!(&f.decode(&mut b).unwrap().unwrap()[..], b"hello");
                 assert_eq!(&f.decode(&mut b).unwrap().unwrap()[..], b"");
                 assert!(b.is_empty());
@@ -171,7 +244,13 @@ mod tests {
         b.extend_from_slice(&1001u32.to_be_bytes());
         let s = f.scan(&b);
         assert_eq!((s.complete, s.frames), (6, 1));
-        assert_eq!(s.error, Some(FrameError::TooLarge { declared: 1001, max: 1000 }));
+        assert_eq!(
+            s.error,
+            Some(FrameError::TooLarge {
+                declared: 1001,
+                max: 1000
+            })
+        );
         assert_eq!(FrameFormat::max_expressible(2), 65535);
         assert_eq!(FrameFormat::max_expressible(8), u64::MAX);
     }
