@@ -5,6 +5,8 @@
 //! daemon logged no panic and no unexpected ERROR.
 #![allow(dead_code)]
 
+pub mod limits;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
