@@ -51,6 +51,11 @@ impl Supervisor {
         if text == *current && why != "SIGHUP" {
             return;
         }
+        if (cfg.admin.clone(), cfg.daemon.watch_config) != self.fixed {
+            warn!(
+                "[admin] and daemon.watch_config are read at start only; restart to apply their change"
+            );
+        }
         match self
             .reload(Spec::all(&cfg), cfg.daemon.shutdown_timeout)
             .await
