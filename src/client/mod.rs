@@ -37,7 +37,8 @@ impl std::str::FromStr for Target {
             Some(("udp", rest)) => (Proto::Udp, rest),
             _ => bail!("{s:?}: expected tcp://host:port or udp://host:port"),
         };
-        let addr = crate::config::parse_socket_addr(rest.trim_end_matches('/')).map_err(anyhow::Error::msg)?;
+        let addr = crate::config::parse_socket_addr(rest.trim_end_matches('/'))
+            .map_err(anyhow::Error::msg)?;
         Ok(Target { proto, addr })
     }
 }
@@ -70,7 +71,11 @@ fn parse_order(s: &str) -> Result<ByteOrder, String> {
 
 impl FrameArgs {
     pub fn format(&self, max_frame: u64) -> FrameFormat {
-        FrameFormat { width: self.length_field_bytes, order: self.byte_order, max_frame: max_frame.min(FrameFormat::max_expressible(self.length_field_bytes)) }
+        FrameFormat {
+            width: self.length_field_bytes,
+            order: self.byte_order,
+            max_frame: max_frame.min(FrameFormat::max_expressible(self.length_field_bytes)),
+        }
     }
 }
 

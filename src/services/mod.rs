@@ -9,6 +9,7 @@
 //! service ([`Bound::with_spec`]) and no client sees the listener close.
 
 pub mod broadcast;
+pub mod mcast_join;
 pub mod multicast;
 pub mod tcp_conn;
 pub mod tcp_echo;
@@ -110,9 +111,12 @@ impl Spec {
         match (self, other) {
             (Spec::TcpEcho(a), Spec::TcpEcho(b)) => a.listen == b.listen && a.socket == b.socket,
             (Spec::UdpEcho(a), Spec::UdpEcho(b)) => a.listen == b.listen && a.socket == b.socket,
-            (Spec::Broadcast(a), Spec::Broadcast(b)) => a.bind == b.bind && a.destination == b.destination && a.socket == b.socket,
+            (Spec::Broadcast(a), Spec::Broadcast(b)) => {
+                a.bind == b.bind && a.destination == b.destination && a.socket == b.socket
+            }
             (Spec::Multicast(a), Spec::Multicast(b)) => {
-                (a.group, a.port, &a.interface, a.source, &a.socket) == (b.group, b.port, &b.interface, b.source, &b.socket)
+                (a.group, a.port, &a.interface, a.source, &a.socket)
+                    == (b.group, b.port, &b.interface, b.source, &b.socket)
             }
             _ => false,
         }
