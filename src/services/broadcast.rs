@@ -134,6 +134,14 @@ impl Bound {
             errors: RateLimited::new(Duration::from_secs(30)),
         };
         info!(destination = %cfg.destination, interval = ?cfg.interval, jitter = ?cfg.jitter, "announcing");
+        // The supervisor fills the directory just after spawning every service;
+        // wait for it (briefly) so the first announcement already lists `{services}`.
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while ctx.directory.read().map(|d| d.is_empty()).unwrap_or(false)
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         loop {
             sender.send(&payload).await;
             let delay = jittered(cfg.interval, cfg.jitter);

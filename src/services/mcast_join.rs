@@ -114,15 +114,67 @@ impl Membership {
         }
     }
 
-    /// Where the kernel would send to the group from: the local address of
-    /// the route it picks, so a join without `interface` can say where it went.
-    pub fn kernel_route(&self, port: u16) -> Option<IpAddr> {
-        let probe = std::net::UdpSocket::bind(SocketAddr::new(unspecified(self.group), 0)).ok()?;
-        probe
-            .connect(SocketAddr::new(self.group, port.max(1)))
-            .ok()?;
-        probe.local_addr().ok().map(|a| a.ip())
+    /// Which interfaces the kernel lists as members of the group after a
+    /// join without `interface` (Linux: `/proc/net/igmp`, `/proc/net/igmp6`),
+    /// else the local address of its route to the group.
+    pub fn kernel_choice(&self, port: u16) -> String {
+        #[cfg(target_os = "linux")]
+        {
+            let devs = member_devices(self.group);
+            if !devs.is_empty() {
+                return devs.join(",");
+            }
+        }
+        let route = || -> Option<IpAddr> {
+            let probe =
+                std::net::UdpSocket::bind(SocketAddr::new(unspecified(self.group), 0)).ok()?;
+            probe
+                .connect(SocketAddr::new(self.group, port.max(1)))
+                .ok()?;
+            probe.local_addr().ok().map(|a| a.ip())
+        };
+        route()
+            .map(|a| format!("route via {a}"))
+            .unwrap_or_else(|| "(no route to the group)".into())
     }
+}
+
+/// Devices whose membership list in this network namespace contains `group`.
+#[cfg(target_os = "linux")]
+fn member_devices(group: IpAddr) -> Vec<String> {
+    let mut out = Vec::new();
+    match group {
+        IpAddr::V4(g) => {
+            // Rows: "idx dev : count querier" then tab-indented "GROUP(hex, host order) users ...".
+            let text = std::fs::read_to_string("/proc/thread-self/net/igmp").unwrap_or_default();
+            let mut dev = "";
+            for line in text.lines().skip(1) {
+                if !line.starts_with('\t') {
+                    dev = line.split_whitespace().nth(1).unwrap_or("");
+                } else if let Some(v) = line
+                    .split_whitespace()
+                    .next()
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                {
+                    if Ipv4Addr::from(v.to_ne_bytes()) == g && !out.iter().any(|d| d == dev) {
+                        out.push(dev.to_string());
+                    }
+                }
+            }
+        }
+        IpAddr::V6(g) => {
+            // Rows: "idx dev GROUP(32 hex) users flags timer".
+            let text = std::fs::read_to_string("/proc/thread-self/net/igmp6").unwrap_or_default();
+            let want: String = g.octets().iter().map(|b| format!("{b:02x}")).collect();
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() > 2 && f[2] == want {
+                    out.push(f[1].to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The wildcard address of `ip`'s family.

@@ -103,11 +103,7 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
 /// Start-up warnings for the mistakes that make a listener silently hear nothing (or too much).
 fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
     if m.kernel_picks() {
-        let route = m
-            .kernel_route(cfg.port)
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "(no route to the group)".into());
-        warn!(group = %cfg.group, kernel_route_via = %route,
+        warn!(group = %cfg.group, kernel_interface = %m.kernel_choice(cfg.port),
             "no interface given: the kernel joined on the interface of its route to the group; set `interface` to choose");
     }
     if cfg.socket.multicast_loop.is_some() {

@@ -41,8 +41,16 @@ pub fn veth() {
 
 /// Runs a shell command in the namespace; panics with its output if it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("run sh");
-    assert!(out.status.success(), "`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -69,23 +77,40 @@ pub fn igmp6(pid: &str) -> Vec<(String, Ipv6Addr)> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let bytes: Vec<u8> = (0..16).map(|i| u8::from_str_radix(f.get(2)?.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<_>>()?;
-            Some((f[1].to_string(), Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)))
+            let bytes: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(f.get(2)?.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<_>>()?;
+            Some((
+                f[1].to_string(),
+                Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?),
+            ))
         })
         .collect()
 }
 
 /// True while some socket in the namespace is bound to UDP `port`.
 pub fn udp_port_bound(port: u16, v6: bool) -> bool {
-    let table = std::fs::read_to_string(if v6 { "/proc/thread-self/net/udp6" } else { "/proc/thread-self/net/udp" }).unwrap_or_default();
-    table.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&format!(":{port:04X}"))))
+    let table = std::fs::read_to_string(if v6 {
+        "/proc/thread-self/net/udp6"
+    } else {
+        "/proc/thread-self/net/udp"
+    })
+    .unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|a| a.ends_with(&format!(":{port:04X}")))
+    })
 }
 
 /// Waits until UDP `port` is bound (a peer we started is ready to receive).
 pub fn wait_udp_bound(port: u16, v6: bool) {
     let end = Instant::now() + Duration::from_secs(5);
     while !udp_port_bound(port, v6) {
-        assert!(Instant::now() < end, "nothing bound UDP port {port} within 5s");
+        assert!(
+            Instant::now() < end,
+            "nothing bound UDP port {port} within 5s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -105,7 +130,11 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} (is it installed? scripts/test.sh installs socat): {e}"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {program} (is it installed? scripts/test.sh installs socat): {e}"
+                )
+            });
         let mut stdout = child.stdout.take().unwrap();
         let out = Arc::new(Mutex::new(Vec::new()));
         let sink = out.clone();
@@ -123,7 +152,10 @@ impl Peer {
 
     /// Everything printed so far, as lines.
     pub fn lines(&self) -> Vec<String> {
-        BufReader::new(&self.out.lock().unwrap()[..]).lines().map_while(Result::ok).collect()
+        BufReader::new(&self.out.lock().unwrap()[..])
+            .lines()
+            .map_while(Result::ok)
+            .collect()
     }
 
     /// Waits until `pred` holds for the lines printed so far.
