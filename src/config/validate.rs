@@ -389,6 +389,15 @@ fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
                 ),
                 out,
             );
+        } else if src.is_ipv6() && !cfg!(target_os = "linux") {
+            at(
+                &["source"],
+                format!(
+                    "an IPv6 source-specific join (MCAST_JOIN_SOURCE_GROUP) is implemented on Linux only, not on {}; remove `source` or use an IPv4 group",
+                    std::env::consts::OS
+                ),
+                out,
+            );
         }
     }
     if let Some(ifc) = &s.interface {
