@@ -3,6 +3,8 @@
 //! calls them with every file under `fuzz/corpus/<target>/`, so the seeds and
 //! every crash ever found run in plain `cargo test` (and CI) without a fuzzer.
 //! A failed check panics, which libFuzzer reports as a crash.
+// Each fuzz target includes this file and calls one of these.
+#![allow(dead_code)]
 
 use bytes::BytesMut;
 use netservd::config::{self, MAX_FRAME_LIMIT};

@@ -233,7 +233,7 @@ fn a_peer_that_never_reads_stalls_only_itself() {
         let t = Instant::now();
         echo_once(addr, &[i; 100]).expect("other client served during the stall");
         assert!(
-            t.elapsed() < Duration::from_millis(500),
+            t.elapsed() < Duration::from_secs(1),
             "other client slowed to {:?}",
             t.elapsed()
         );
