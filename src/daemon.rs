@@ -149,7 +149,7 @@ impl Supervisor {
         let task = tokio::spawn(
             async move {
                 if let Err(e) = b.run(run_ctx).await {
-                    error!(error = format!("{e:#}"), "service failed");
+                    error!(error = %format!("{e:#}"), "service failed");
                     if let Some(s) = state.write().unwrap().iter_mut().find(|s| s.name == name) {
                         s.error = Some(format!("{e:#}"));
                     }
@@ -262,7 +262,7 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
         Some(a) => Some(crate::admin::start(a, sup.state(), metrics.clone()).await?),
         None => None,
     };
-    info!(services = %sup.summary(), admin = ?admin.as_ref().map(|a| a.local_addr()), config = ?source, "ready");
+    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = ?source, "ready");
 
     let mut current = text;
     loop {
@@ -270,6 +270,9 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
             Some(Event::Reload(why)) => sup.reload_from(&source, why, &mut current).await,
             Some(Event::Shutdown(why)) => {
                 info!(signal = why, timeout = ?sup.shutdown_timeout, "shutting down: draining connections");
+                if let Some(a) = &admin {
+                    a.set_draining();
+                }
                 break;
             }
             None => break,

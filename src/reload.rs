@@ -70,11 +70,7 @@ impl Supervisor {
             }
             Err(e) => {
                 self.metrics.reload("failed");
-                error!(
-                    trigger = why,
-                    error = format!("{e:#}"),
-                    "reload failed: bind error; rolled back, still running the previous config"
-                );
+                error!(trigger = why, error = %format!("{e:#}"), "reload failed: bind error; rolled back, still running the previous config");
             }
         }
     }
@@ -235,7 +231,7 @@ impl Supervisor {
                 self.services[i] = self.launch(spec, b, Some(ctx));
             }
             Err(e) => {
-                error!(service = %spec.name(), error = format!("{e:#}"), "rollback could not rebind the old socket; service is down")
+                error!(service = %spec.name(), error = %format!("{e:#}"), "rollback could not rebind the old socket; service is down")
             }
         }
     }

@@ -480,9 +480,9 @@ fn socket(
             Some(format!(
                 "socket.{key} applies to TCP sockets only; remove it from this {k} service"
             ))
-        } else if kind == Kind::UdpEcho && MULTICAST_ONLY.contains(&key) {
+        } else if matches!(kind, Kind::UdpEcho | Kind::TcpEcho) && MULTICAST_ONLY.contains(&key) {
             Some(format!(
-                "socket.{key} applies to multicast senders and listeners only; remove it from this udp_echo service"
+                "socket.{key} applies to multicast senders and listeners only; remove it from this {k} service"
             ))
         } else if kind == Kind::Broadcast && key == "multicast_all" {
             Some("socket.multicast_all applies to multicast listeners only".to_string())
