@@ -1,8 +1,8 @@
 //! Drop counters by reason, read through the library API: services are bound
 //! and run in-process (`Spec::bind`, `Bound::run`) on real loopback sockets
 //! with a `Metrics` registry the test keeps, so each guard's counter can be
-//! checked exactly (until the admin `/metrics` endpoint exposes them to the
-//! binary's tests).
+//! checked exactly, several reasons on one service, without an admin port.
+//! (The binary's tests read the same counters over `/metrics`.)
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};

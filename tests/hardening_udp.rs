@@ -3,8 +3,8 @@
 //! burst from one source gets no more replies than its token bucket allows
 //! while another source is still served; oversized datagrams are dropped, not
 //! truncated; replies to a closed port (ICMP port unreachable) do not stop the
-//! receive loop. The drop counters behind these are checked in
-//! `hardening_counters.rs`.
+//! receive loop. Each test also reads the matching drop counter from the
+//! admin `/metrics` endpoint.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -12,11 +12,12 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::counters::drops;
 use common::*;
 
 fn config(extra: &str) -> String {
     format!(
-        "[daemon]\nwatch_config = false\n\n[[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\n{extra}\n[udp_echo.socket]\nrecv_buffer_bytes = 4194304\n"
+        "[daemon]\nwatch_config = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\n{extra}\n[udp_echo.socket]\nrecv_buffer_bytes = 4194304\n"
     )
 }
 
@@ -49,6 +50,7 @@ fn chargen_source_port_gets_no_reply() {
     let plain = client("127.0.0.19:0");
     plain.send_to(b"hi", addr).unwrap();
     assert_eq!(reply(&plain).as_deref(), Some(&b"hi"[..]));
+    assert_eq!(drops(&d, "u", "blocked_source_port"), 1);
     d.assert_clean(&[]);
 }
 

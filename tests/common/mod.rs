@@ -5,6 +5,7 @@
 //! daemon logged no panic and no unexpected ERROR.
 #![allow(dead_code)]
 
+pub mod counters;
 pub mod limits;
 
 use std::collections::HashMap;
