@@ -52,6 +52,11 @@ pub fn udp_socket(addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<std
 pub fn udp_unbound(addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<Socket> {
     let sock = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     apply(&sock, addr, o, role)?;
+    // Windows reports an ICMP port unreachable (caused by an earlier reply) as
+    // WSAECONNRESET on the next receive. Turn that off; the receive loops
+    // still skip the error should the ioctl be refused.
+    #[cfg(windows)]
+    raw::udp_connreset_off(&sock).context("turn off SIO_UDP_CONNRESET")?;
     Ok(sock)
 }
 
@@ -575,6 +580,34 @@ pub(crate) mod raw {
         };
         if rc == 0 {
             Ok(value)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// SIO_UDP_CONNRESET = FALSE: no WSAECONNRESET on receive after an ICMP port unreachable.
+    #[cfg(windows)]
+    pub fn udp_connreset_off(sock: &Socket) -> io::Result<()> {
+        use std::os::windows::io::AsRawSocket;
+        use windows_sys::Win32::Networking::WinSock;
+        let off: u32 = 0; // BOOL FALSE
+        let mut returned = 0u32;
+        // SAFETY: the socket is live; the input is a 4-byte BOOL; no output buffer, no overlapped I/O.
+        let rc = unsafe {
+            WinSock::WSAIoctl(
+                sock.as_raw_socket() as usize,
+                WinSock::SIO_UDP_CONNRESET,
+                (&off as *const u32).cast(),
+                size_of::<u32>() as u32,
+                std::ptr::null_mut(),
+                0,
+                &mut returned,
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        if rc == 0 {
+            Ok(())
         } else {
             Err(io::Error::last_os_error())
         }
