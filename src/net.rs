@@ -129,7 +129,7 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
         set(
             "tos",
             if v6 {
-                sock.set_tclass_v6(v)
+                set_tclass_v6(sock, v)
             } else {
                 sock.set_tos_v4(v)
             },
@@ -254,6 +254,31 @@ fn reuse_address(sock: &Socket, on: bool, tcp_listener: bool) -> io::Result<()> 
     sock.set_reuse_address(on)
 }
 
+/// IPV6_TCLASS: socket2 wraps it on Unix only; Windows has the same option.
+fn set_tclass_v6(sock: &Socket, v: u32) -> io::Result<()> {
+    #[cfg(windows)]
+    return raw::set(
+        sock,
+        windows_sys::Win32::Networking::WinSock::IPPROTO_IPV6,
+        windows_sys::Win32::Networking::WinSock::IPV6_TCLASS,
+        v as i32,
+    );
+    #[cfg(not(windows))]
+    sock.set_tclass_v6(v)
+}
+
+fn tclass_v6(sock: &Socket) -> io::Result<u32> {
+    #[cfg(windows)]
+    return raw::get(
+        sock,
+        windows_sys::Win32::Networking::WinSock::IPPROTO_IPV6,
+        windows_sys::Win32::Networking::WinSock::IPV6_TCLASS,
+    )
+    .map(|v| v as u32);
+    #[cfg(not(windows))]
+    sock.tclass_v6()
+}
+
 /// Sets SO_LINGER to zero so that dropping the stream resets it (RST).
 pub fn reset_on_close(stream: &tokio::net::TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
@@ -354,7 +379,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
         add(
             "tos",
             v.to_string(),
-            if v6 { sock.tclass_v6() } else { sock.tos_v4() }.map(|v| v.to_string()),
+            if v6 { tclass_v6(&sock) } else { sock.tos_v4() }.map(|v| v.to_string()),
         );
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
