@@ -2,7 +2,8 @@
 # The compose test kit without Docker: one network namespace per compose
 # service (daemon, tester) joined by veth pairs to a bridge that lives in a
 # third namespace, on the compose file's subnet 172.30.70.0/24, which exists
-# only inside these namespaces. The daemon runs docker/config.toml; the
+# only inside these namespaces. The daemon runs docker/config.toml on a
+# read-only filesystem (as `read_only: true` in the compose file); the
 # "service_healthy" gate is the image's HEALTHCHECK command run inside the
 # daemon's namespace; then docker/scenario.sh runs in the tester's namespace,
 # as the tester container does. Afterwards the admin endpoint is checked from
@@ -60,7 +61,15 @@ attach "$NS_D" "$DAEMON_ADDR"
 attach "$NS_T" "$TESTER_ADDR"
 
 echo "compose-netns: daemon $DAEMON_ADDR, tester $TESTER_ADDR, config $CONFIG"
-ip netns exec "$NS_D" env RUST_LOG=info "$bin" --log-format json run --config "$CONFIG" 2>"$work/daemon.log" &
+# Like `read_only: true` in the compose file: the daemon runs in its own mount
+# namespace with every filesystem remounted read-only (the exec chain keeps one pid).
+# shellcheck disable=SC2016  # expanded by the inner shell
+ip netns exec "$NS_D" unshare -m --propagation private sh -c '
+  for m in $(awk "{print \$2}" /proc/mounts | grep -v "^/proc\|^/sys\|^/dev"); do
+    mount -o remount,bind,ro "$m" 2>/dev/null || true
+  done
+  touch /.netservd-rw-test 2>/dev/null && { echo "root filesystem is still writable" >&2; exit 1; }
+  exec env RUST_LOG=info "$0" --log-format json run --config "$1"' "$bin" "$CONFIG" 2>"$work/daemon.log" &
 daemon_pid=$!
 
 # depends_on: condition: service_healthy -> the image's HEALTHCHECK command, retried.
