@@ -90,16 +90,31 @@ ip netns exec "$NS_T" env DAEMON="$DAEMON_ADDR" TESTER_ADDR="$TESTER_ADDR" NETSE
 
 # The admin endpoint answers across the network (it listens on 0.0.0.0 in the container config).
 ip netns exec "$NS_T" python3 - "$DAEMON_ADDR" <<'PY' || status=1
-import sys, urllib.request
+import json, sys, urllib.request
 base = f"http://{sys.argv[1]}:9900"
 with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
     assert r.status == 200, r.status
     print("PASS admin /healthz from the tester:", r.read().decode().strip())
 with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
     text = r.read().decode()
-line = next((l for l in text.splitlines() if l.startswith('netservd_messages_in_total{service="echo"}')), None)
-assert line and float(line.split()[-1]) >= 1, f"tcp echo traffic missing from /metrics: {line}"
-print("PASS admin /metrics counted the scenario's traffic:", line)
+with urllib.request.urlopen(base + "/services", timeout=5) as r:
+    services = {s["name"] for s in json.load(r)}
+def sample(name, svc):
+    prefix = f'{name}{{service="{svc}"}} '
+    return next((float(l[len(prefix):]) for l in text.splitlines() if l.startswith(prefix)), 0.0)
+# What the scenario did, seen from the daemon's side (independent of the client tools' output).
+want = [("netservd_messages_in_total", "echo", 1), ("netservd_messages_out_total", "echo-udp", 1),
+        ("netservd_messages_out_total", "announce", 2), ("netservd_messages_in_total", "group", 1),
+        ("netservd_messages_out_total", "group", 1)]
+bad = 0
+for name, svc, least in want:
+    if svc not in services:
+        continue
+    got = sample(name, svc)
+    ok = got >= least
+    bad += not ok
+    print(f"{'PASS' if ok else 'FAIL'} admin /metrics {name}{{service={svc!r}}} = {got:g} (want >= {least})")
+sys.exit(1 if bad else 0)
 PY
 
 # docker stop: SIGTERM, then the daemon must be gone within the 10 s grace period with exit 0.
