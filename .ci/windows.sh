@@ -15,8 +15,8 @@ phase() { echo "--- windows: $* ($(( $(date +%s) - t0 ))s)"; }
 
 phase "packages"
 pkgs=(rustc-web cargo-web rust-web-src rust-web-clippy binutils-mingw-w64-x86-64 gcc-mingw-w64-x86-64-win32 wine64)
-if ! dpkg-query -W -f='${Status}\n' "${pkgs[@]}" 2>/dev/null | grep -vq '^install ok installed$' \
-   && [ "$(dpkg-query -W -f='${Status}\n' "${pkgs[@]}" 2>/dev/null | wc -l)" = "${#pkgs[@]}" ]; then
+installed=$(dpkg-query -W -f='${Status}\n' "${pkgs[@]}" 2>/dev/null | grep -c '^install ok installed$' || true)
+if [ "$installed" = "${#pkgs[@]}" ]; then
   echo "already installed"
 else
   apt-get update -qq
@@ -26,7 +26,7 @@ v_rustc=$(dpkg-query -W -f='${Version}' rustc-web); v_src=$(dpkg-query -W -f='${
 [ "$v_rustc" = "$v_src" ] || { echo "rustc-web $v_rustc != rust-web-src $v_src: -Zbuild-std needs matching std sources" >&2; exit 1; }
 
 # RUSTFLAGS stays fixed (empty) so the cached std build is reused between runs.
-WINCARGO=(env -u RUSTFLAGS PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+WINCARGO=(env -u RUSTFLAGS "PATH=/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
           CARGO_TARGET_DIR="${WIN_TARGET_DIR:-target/win}" /usr/bin/cargo)
 BUILD_STD=-Zbuild-std=std,panic_abort
 TARGETS=(--target x86_64-pc-windows-msvc --target x86_64-pc-windows-gnu)
