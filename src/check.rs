@@ -49,10 +49,24 @@ pub fn run(source: ConfigSource, bind: bool) -> i32 {
 
 fn describe(spec: &Spec) -> String {
     match spec {
-        Spec::TcpEcho(c) => format!("tcp://{} length_field_bytes={} byte_order={:?} max_frame_bytes={}", c.listen, c.length_field_bytes, c.byte_order, c.max_frame_bytes),
-        Spec::UdpEcho(c) => format!("udp://{} max_datagram_bytes={}", c.listen, c.max_datagram_bytes),
-        Spec::Broadcast(c) => format!("to udp://{} every {:?} (jitter {:?})", c.destination, c.interval, c.jitter),
-        Spec::Multicast(c) => format!("group {} port {} interface {}", c.group, c.port, c.interface.as_deref().unwrap_or("(kernel picks)")),
+        Spec::TcpEcho(c) => format!(
+            "tcp://{} length_field_bytes={} byte_order={:?} max_frame_bytes={}",
+            c.listen, c.length_field_bytes, c.byte_order, c.max_frame_bytes
+        ),
+        Spec::UdpEcho(c) => format!(
+            "udp://{} max_datagram_bytes={}",
+            c.listen, c.max_datagram_bytes
+        ),
+        Spec::Broadcast(c) => format!(
+            "to udp://{} every {:?} (jitter {:?})",
+            c.destination, c.interval, c.jitter
+        ),
+        Spec::Multicast(c) => format!(
+            "group {} port {} interface {}",
+            c.group,
+            c.port,
+            c.interface.as_deref().unwrap_or("(kernel picks)")
+        ),
     }
 }
 

@@ -14,7 +14,11 @@ use crate::logging::LogFormat;
 use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, client};
 
 #[derive(Debug, Parser)]
-#[command(name = "netservd", version, about = "Config-driven network services: framed TCP echo, UDP echo, broadcast announcer, multicast listener")]
+#[command(
+    name = "netservd",
+    version,
+    about = "Config-driven network services: framed TCP echo, UDP echo, broadcast announcer, multicast listener"
+)]
 pub struct Cli {
     /// Log format on stderr; RUST_LOG filters (default: info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -54,13 +58,18 @@ pub enum Command {
 pub fn config_source(path: Option<PathBuf>) -> ConfigSource {
     match path {
         Some(p) => ConfigSource::File(p),
-        None if std::path::Path::new("config.toml").exists() => ConfigSource::File("config.toml".into()),
+        None if std::path::Path::new("config.toml").exists() => {
+            ConfigSource::File("config.toml".into())
+        }
         None => ConfigSource::Builtin,
     }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -84,7 +93,9 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn run_daemon(source: ConfigSource) -> i32 {
     if matches!(source, ConfigSource::Builtin) {
-        info!("no --config, $NETSERVD_CONFIG or ./config.toml: running the built-in shipped config (nothing to watch; SIGHUP reloads it unchanged)");
+        info!(
+            "no --config, $NETSERVD_CONFIG or ./config.toml: running the built-in shipped config (nothing to watch; SIGHUP reloads it unchanged)"
+        );
     }
     let loaded = match source.load() {
         Ok(l) => l,

@@ -43,11 +43,18 @@ impl ConfigSource {
             ConfigSource::File(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
                     origin: p.display().to_string(),
-                    diagnostics: vec![config::Diagnostic { line: 1, col: 1, message: format!("cannot read config file: {e}") }],
+                    diagnostics: vec![config::Diagnostic {
+                        line: 1,
+                        col: 1,
+                        message: format!("cannot read config file: {e}"),
+                    }],
                 })?;
                 Ok((config::parse(&text, &p.display().to_string())?, text))
             }
-            ConfigSource::Builtin => Ok((config::parse(config::SHIPPED, config::SHIPPED_ORIGIN)?, config::SHIPPED.to_string())),
+            ConfigSource::Builtin => Ok((
+                config::parse(config::SHIPPED, config::SHIPPED_ORIGIN)?,
+                config::SHIPPED.to_string(),
+            )),
         }
     }
 }
@@ -92,7 +99,9 @@ impl Supervisor {
     pub fn start(cfg: &Config, metrics: Arc<Metrics>) -> Result<Supervisor> {
         let mut bound = Vec::new();
         for spec in Spec::all(cfg) {
-            let b = spec.bind().with_context(|| format!("{} {:?} cannot start", spec.kind(), spec.name()))?;
+            let b = spec
+                .bind()
+                .with_context(|| format!("{} {:?} cannot start", spec.kind(), spec.name()))?;
             bound.push((spec, b));
         }
         let mut sup = Supervisor {
@@ -116,7 +125,10 @@ impl Supervisor {
     /// without disturbing its connections).
     pub(crate) fn launch(&self, spec: Spec, bound: Bound, reuse: Option<ServiceCtx>) -> Running {
         let ctx = match reuse {
-            Some(old) => ServiceCtx { stop: CancellationToken::new(), ..old },
+            Some(old) => ServiceCtx {
+                stop: CancellationToken::new(),
+                ..old
+            },
             None => ServiceCtx {
                 stop: CancellationToken::new(),
                 drain: CancellationToken::new(),
@@ -128,7 +140,12 @@ impl Supervisor {
         };
         let url = bound.url();
         let span = info_span!("service", service = %spec.name(), kind = spec.kind(), local_addr = %bound.local_addr());
-        let (state, name, run_ctx, b) = (self.state.clone(), spec.name().to_string(), ctx.clone(), bound.clone());
+        let (state, name, run_ctx, b) = (
+            self.state.clone(),
+            spec.name().to_string(),
+            ctx.clone(),
+            bound.clone(),
+        );
         let task = tokio::spawn(
             async move {
                 if let Err(e) = b.run(run_ctx).await {
@@ -140,12 +157,23 @@ impl Supervisor {
             }
             .instrument(span),
         );
-        Running { spec, bound: Some(bound), url, ctx, task: Some(task) }
+        Running {
+            spec,
+            bound: Some(bound),
+            url,
+            ctx,
+            task: Some(task),
+        }
     }
 
     /// Rewrites the directory (for `{services}`) and the admin state.
     pub(crate) fn publish(&self) {
-        let dir = self.services.iter().map(|r| format!("{}={}", r.spec.name(), r.url)).collect::<Vec<_>>().join(" ");
+        let dir = self
+            .services
+            .iter()
+            .map(|r| format!("{}={}", r.spec.name(), r.url))
+            .collect::<Vec<_>>()
+            .join(" ");
         *self.directory.write().unwrap() = dir;
         let old = self.state.read().unwrap().clone();
         let infos = self
@@ -157,8 +185,13 @@ impl Supervisor {
                     name: r.spec.name().to_string(),
                     kind: r.spec.kind(),
                     url: r.url.clone(),
-                    local_addr: b.map(Bound::local_addr).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-                    error: old.iter().find(|o| o.name == r.spec.name()).and_then(|o| o.error.clone()),
+                    local_addr: b
+                        .map(Bound::local_addr)
+                        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                    error: old
+                        .iter()
+                        .find(|o| o.name == r.spec.name())
+                        .and_then(|o| o.error.clone()),
                     socket: b.map(Bound::report).unwrap_or_default(),
                 }
             })

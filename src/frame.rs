@@ -50,7 +50,11 @@ pub struct Scan {
 impl FrameFormat {
     /// Largest length a `width`-byte field can hold.
     pub const fn max_expressible(width: u8) -> u64 {
-        if width >= 8 { u64::MAX } else { (1u64 << (8 * width as u32)) - 1 }
+        if width >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * width as u32)) - 1
+        }
     }
 
     pub fn header_len(&self) -> usize {
@@ -85,8 +89,15 @@ impl FrameFormat {
         while buf.len() - at >= w {
             let len = self.read_len(&buf[at..]);
             if len > self.max_frame {
-                let error = Some(FrameError::TooLarge { declared: len, max: self.max_frame });
-                return Scan { complete: at, frames, error };
+                let error = Some(FrameError::TooLarge {
+                    declared: len,
+                    max: self.max_frame,
+                });
+                return Scan {
+                    complete: at,
+                    frames,
+                    error,
+                };
             }
             // len <= max_frame <= 1 GiB, so this cannot overflow.
             let end = at + w + len as usize;
@@ -96,14 +107,22 @@ impl FrameFormat {
             at = end;
             frames += 1;
         }
-        Scan { complete: at, frames, error: None }
+        Scan {
+            complete: at,
+            frames,
+            error: None,
+        }
     }
 
     /// Appends one frame carrying `payload`. Panics if the payload is longer
     /// than the length field can express (callers check sizes up front).
     pub fn encode(&self, payload: &[u8], out: &mut BytesMut) {
         let len = payload.len() as u64;
-        assert!(len <= Self::max_expressible(self.width), "payload too long for a {}-byte length field", self.width);
+        assert!(
+            len <= Self::max_expressible(self.width),
+            "payload too long for a {}-byte length field",
+            self.width
+        );
         let w = self.width as usize;
         out.reserve(w + payload.len());
         match self.order {
@@ -121,7 +140,10 @@ impl FrameFormat {
         }
         let len = self.read_len(buf);
         if len > self.max_frame {
-            return Err(FrameError::TooLarge { declared: len, max: self.max_frame });
+            return Err(FrameError::TooLarge {
+                declared: len,
+                max: self.max_frame,
+            });
         }
         if buf.len() - w < len as usize {
             return Ok(None);
@@ -136,7 +158,11 @@ mod tests {
     use super::*;
 
     fn fmt(width: u8, order: ByteOrder) -> FrameFormat {
-        FrameFormat { width, order, max_frame: 1000 }
+        FrameFormat {
+            width,
+            order,
+            max_frame: 1000,
+        }
     }
 
     #[test]
@@ -148,7 +174,14 @@ mod tests {
                 f.encode(b"hello", &mut b);
                 f.encode(b"", &mut b);
                 assert_eq!(b.len(), 2 * width as usize + 5);
-                assert_eq!(f.scan(&b), Scan { complete: b.len(), frames: 2, error: None });
+                assert_eq!(
+                    f.scan(&b),
+                    Scan {
+                        complete: b.len(),
+                        frames: 2,
+                        error: None
+                    }
+                );
                 assert_eq!(&f.decode(&mut b).unwrap().unwrap()[..], b"hello");
                 assert_eq!(&f.decode(&mut b).unwrap().unwrap()[..], b"");
                 assert!(b.is_empty());
@@ -171,7 +204,13 @@ mod tests {
         b.extend_from_slice(&1001u32.to_be_bytes());
         let s = f.scan(&b);
         assert_eq!((s.complete, s.frames), (6, 1));
-        assert_eq!(s.error, Some(FrameError::TooLarge { declared: 1001, max: 1000 }));
+        assert_eq!(
+            s.error,
+            Some(FrameError::TooLarge {
+                declared: 1001,
+                max: 1000
+            })
+        );
         assert_eq!(FrameFormat::max_expressible(2), 65535);
         assert_eq!(FrameFormat::max_expressible(8), u64::MAX);
     }

@@ -18,10 +18,17 @@ pub enum LogFormat {
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .flatten_event(true)
+            .try_init(),
     };
 }
 
@@ -35,7 +42,11 @@ pub struct RateLimited {
 
 impl RateLimited {
     pub const fn new(every: Duration) -> Self {
-        RateLimited { every, last: None, suppressed: 0 }
+        RateLimited {
+            every,
+            last: None,
+            suppressed: 0,
+        }
     }
 
     /// `Some(n)` when a line may be logged now, `n` being how many were held

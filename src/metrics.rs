@@ -62,13 +62,37 @@ impl Metrics {
             errors: Family::default(),
             reloads: Family::default(),
         };
-        registry.register("connections_accepted", "TCP connections accepted", m.accepted.clone());
-        registry.register("connections_active", "TCP connections open now", m.active.clone());
-        registry.register("messages_in", "Frames or datagrams received", m.msgs_in.clone());
-        registry.register("messages_out", "Frames or datagrams sent", m.msgs_out.clone());
-        registry.register("bytes_in", "Bytes received (frames include their length field)", m.bytes_in.clone());
+        registry.register(
+            "connections_accepted",
+            "TCP connections accepted",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "connections_active",
+            "TCP connections open now",
+            m.active.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Frames or datagrams received",
+            m.msgs_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Frames or datagrams sent",
+            m.msgs_out.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Bytes received (frames include their length field)",
+            m.bytes_in.clone(),
+        );
         registry.register("bytes_out", "Bytes sent", m.bytes_out.clone());
-        registry.register("drops", "Messages dropped or connections closed by a limit, by reason", m.drops.clone());
+        registry.register(
+            "drops",
+            "Messages dropped or connections closed by a limit, by reason",
+            m.drops.clone(),
+        );
         registry.register("errors", "I/O errors, by kind", m.errors.clone());
         registry.register("reloads", "Config reloads, by result", m.reloads.clone());
         Metrics { registry, ..m }
@@ -76,7 +100,9 @@ impl Metrics {
 
     /// The handles one service bumps.
     pub fn service(self: &Arc<Self>, name: &str) -> ServiceMetrics {
-        let l = ServiceLabel { service: name.to_string() };
+        let l = ServiceLabel {
+            service: name.to_string(),
+        };
         ServiceMetrics {
             name: name.to_string(),
             accepted: self.accepted.get_or_create(&l).clone(),
@@ -90,7 +116,11 @@ impl Metrics {
     }
 
     pub fn reload(&self, result: &str) {
-        self.reloads.get_or_create(&ResultLabel { result: result.into() }).inc();
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition of every series.
@@ -102,7 +132,12 @@ impl Metrics {
 
     /// Current value of a drop counter (tests and `/services`).
     pub fn drops(&self, service: &str, reason: &str) -> u64 {
-        self.drops.get_or_create(&ReasonLabel { service: service.into(), reason: reason.into() }).get()
+        self.drops
+            .get_or_create(&ReasonLabel {
+                service: service.into(),
+                reason: reason.into(),
+            })
+            .get()
     }
 }
 
@@ -122,10 +157,22 @@ pub struct ServiceMetrics {
 impl ServiceMetrics {
     /// The counter of drops for `reason`; take it once outside hot loops.
     pub fn drop_counter(&self, reason: &str) -> Counter {
-        self.all.drops.get_or_create(&ReasonLabel { service: self.name.clone(), reason: reason.into() }).clone()
+        self.all
+            .drops
+            .get_or_create(&ReasonLabel {
+                service: self.name.clone(),
+                reason: reason.into(),
+            })
+            .clone()
     }
 
     pub fn error_counter(&self, kind: &str) -> Counter {
-        self.all.errors.get_or_create(&ReasonLabel { service: self.name.clone(), reason: kind.into() }).clone()
+        self.all
+            .errors
+            .get_or_create(&ReasonLabel {
+                service: self.name.clone(),
+                reason: kind.into(),
+            })
+            .clone()
     }
 }

@@ -56,7 +56,8 @@ pub fn udp_unbound(addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<So
 }
 
 fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> Result<Socket> {
-    Socket::new(Domain::for_address(addr), ty, Some(proto)).with_context(|| format!("create socket for {addr}"))
+    Socket::new(Domain::for_address(addr), ty, Some(proto))
+        .with_context(|| format!("create socket for {addr}"))
 }
 
 /// Binds, turning the common failures into a message that says what to do.
@@ -89,14 +90,16 @@ pub fn make_nonblocking(sock: &Socket) -> Result<()> {
 pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<()> {
     let v6 = addr.is_ipv6();
     let tcp = role == Role::TcpListener;
-    let set = |key: &str, r: io::Result<()>| r.with_context(|| format!("set socket.{key} on {addr}"));
+    let set =
+        |key: &str, r: io::Result<()>| r.with_context(|| format!("set socket.{key} on {addr}"));
 
     if v6 {
         if let Some(v) = o.only_v6 {
             set("only_v6", sock.set_only_v6(v))?;
         }
     }
-    reuse_address(sock, o.reuse_address.unwrap_or(true), tcp).with_context(|| format!("set socket.reuse_address on {addr}"))?;
+    reuse_address(sock, o.reuse_address.unwrap_or(true), tcp)
+        .with_context(|| format!("set socket.reuse_address on {addr}"))?;
     #[cfg(unix)]
     if let Some(v) = o.reuse_port {
         set("reuse_port", sock.set_reuse_port(v))?;
@@ -108,10 +111,24 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
         set("send_buffer_bytes", sock.set_send_buffer_size(v))?;
     }
     if let Some(v) = o.ttl {
-        set("ttl", if v6 { sock.set_unicast_hops_v6(v) } else { sock.set_ttl_v4(v) })?;
+        set(
+            "ttl",
+            if v6 {
+                sock.set_unicast_hops_v6(v)
+            } else {
+                sock.set_ttl_v4(v)
+            },
+        )?;
     }
     if let Some(v) = o.tos {
-        set("tos", if v6 { sock.set_tclass_v6(v) } else { sock.set_tos_v4(v) })?;
+        set(
+            "tos",
+            if v6 {
+                sock.set_tclass_v6(v)
+            } else {
+                sock.set_tos_v4(v)
+            },
+        )?;
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(dev) = &o.bind_device {
@@ -119,12 +136,18 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
     }
     #[cfg(unix)]
     if let Some(v) = o.dont_route {
-        set("dont_route", raw::set(sock, libc::SOL_SOCKET, libc::SO_DONTROUTE, v as i32))?;
+        set(
+            "dont_route",
+            raw::set(sock, libc::SOL_SOCKET, libc::SO_DONTROUTE, v as i32),
+        )?;
     }
     if tcp {
         // Defaults that keep the echo byte-exact and prompt: urgent bytes stay
         // in the stream, and small frames are not held back by Nagle.
-        set("oob_inline", sock.set_out_of_band_inline(o.oob_inline.unwrap_or(true)))?;
+        set(
+            "oob_inline",
+            sock.set_out_of_band_inline(o.oob_inline.unwrap_or(true)),
+        )?;
         set("nodelay", sock.set_tcp_nodelay(o.nodelay.unwrap_or(true)))?;
         if let Some(k) = o.keepalive {
             set("keepalive", keepalive(sock, k))?;
@@ -138,21 +161,41 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
         }
         #[cfg(unix)]
         if let Some(v) = o.recv_low_water {
-            set("recv_low_water", raw::set(sock, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v as i32))?;
+            set(
+                "recv_low_water",
+                raw::set(sock, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v as i32),
+            )?;
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(v) = o.fastopen {
-            set("fastopen", raw::set(sock, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, v as i32))?;
+            set(
+                "fastopen",
+                raw::set(sock, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, v as i32),
+            )?;
         }
     } else {
         if role == Role::UdpBroadcast {
             set("broadcast", sock.set_broadcast(true))?;
         }
         if let Some(v) = o.multicast_ttl {
-            set("multicast_ttl", if v6 { sock.set_multicast_hops_v6(v) } else { sock.set_multicast_ttl_v4(v) })?;
+            set(
+                "multicast_ttl",
+                if v6 {
+                    sock.set_multicast_hops_v6(v)
+                } else {
+                    sock.set_multicast_ttl_v4(v)
+                },
+            )?;
         }
         if let Some(v) = o.multicast_loop {
-            set("multicast_loop", if v6 { sock.set_multicast_loop_v6(v) } else { sock.set_multicast_loop_v4(v) })?;
+            set(
+                "multicast_loop",
+                if v6 {
+                    sock.set_multicast_loop_v6(v)
+                } else {
+                    sock.set_multicast_loop_v4(v)
+                },
+            )?;
         }
     }
     Ok(())
@@ -195,7 +238,12 @@ fn keepalive(sock: &Socket, k: Keepalive) -> io::Result<()> {
 fn reuse_address(sock: &Socket, on: bool, tcp_listener: bool) -> io::Result<()> {
     #[cfg(windows)]
     if tcp_listener {
-        return raw::set(sock, windows_sys::Win32::Networking::WinSock::SOL_SOCKET, windows_sys::Win32::Networking::WinSock::SO_EXCLUSIVEADDRUSE, on as i32);
+        return raw::set(
+            sock,
+            windows_sys::Win32::Networking::WinSock::SOL_SOCKET,
+            windows_sys::Win32::Networking::WinSock::SO_EXCLUSIVEADDRUSE,
+            on as i32,
+        );
     }
     let _ = tcp_listener;
     sock.set_reuse_address(on)
@@ -221,52 +269,143 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
     let mut out = Vec::new();
     let mut add = |key: &'static str, requested: String, effective: io::Result<String>| {
         let effective = effective.unwrap_or_else(|e| format!("error: {e}"));
-        out.push(Applied { key, requested, effective });
+        out.push(Applied {
+            key,
+            requested,
+            effective,
+        });
     };
     let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
-    let dur = |d: Option<Duration>| d.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into());
+    let dur = |d: Option<Duration>| {
+        d.map(|d| humantime::format_duration(d).to_string())
+            .unwrap_or_else(|| "off".into())
+    };
 
     #[cfg(not(windows))]
-    add("reuse_address", o.reuse_address.unwrap_or(true).to_string(), sock.reuse_address().map(|v| v.to_string()));
+    add(
+        "reuse_address",
+        o.reuse_address.unwrap_or(true).to_string(),
+        sock.reuse_address().map(|v| v.to_string()),
+    );
     #[cfg(windows)]
-    add("reuse_address", o.reuse_address.unwrap_or(true).to_string(), if tcp { raw::get(&sock, windows_sys::Win32::Networking::WinSock::SOL_SOCKET, windows_sys::Win32::Networking::WinSock::SO_EXCLUSIVEADDRUSE).map(|v| format!("exclusiveaddruse={}", v != 0)) } else { sock.reuse_address().map(|v| v.to_string()) });
+    add(
+        "reuse_address",
+        o.reuse_address.unwrap_or(true).to_string(),
+        if tcp {
+            raw::get(
+                &sock,
+                windows_sys::Win32::Networking::WinSock::SOL_SOCKET,
+                windows_sys::Win32::Networking::WinSock::SO_EXCLUSIVEADDRUSE,
+            )
+            .map(|v| format!("exclusiveaddruse={}", v != 0))
+        } else {
+            sock.reuse_address().map(|v| v.to_string())
+        },
+    );
     #[cfg(unix)]
     if let Some(v) = o.reuse_port {
-        add("reuse_port", v.to_string(), sock.reuse_port().map(|v| v.to_string()));
+        add(
+            "reuse_port",
+            v.to_string(),
+            sock.reuse_port().map(|v| v.to_string()),
+        );
     }
     if v6 {
         if let Some(v) = o.only_v6 {
-            add("only_v6", v.to_string(), sock.only_v6().map(|v| v.to_string()));
+            add(
+                "only_v6",
+                v.to_string(),
+                sock.only_v6().map(|v| v.to_string()),
+            );
         }
     }
-    let req = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_else(|| "(os default)".into());
-    add("recv_buffer_bytes", req(o.recv_buffer_bytes), sock.recv_buffer_size().map(|v| v.to_string()));
-    add("send_buffer_bytes", req(o.send_buffer_bytes), sock.send_buffer_size().map(|v| v.to_string()));
+    let req = |v: Option<usize>| {
+        v.map(|v| v.to_string())
+            .unwrap_or_else(|| "(os default)".into())
+    };
+    add(
+        "recv_buffer_bytes",
+        req(o.recv_buffer_bytes),
+        sock.recv_buffer_size().map(|v| v.to_string()),
+    );
+    add(
+        "send_buffer_bytes",
+        req(o.send_buffer_bytes),
+        sock.send_buffer_size().map(|v| v.to_string()),
+    );
     if let Some(v) = o.ttl {
-        add("ttl", v.to_string(), if v6 { sock.unicast_hops_v6() } else { sock.ttl_v4() }.map(|v| v.to_string()));
+        add(
+            "ttl",
+            v.to_string(),
+            if v6 {
+                sock.unicast_hops_v6()
+            } else {
+                sock.ttl_v4()
+            }
+            .map(|v| v.to_string()),
+        );
     }
     if let Some(v) = o.tos {
-        add("tos", v.to_string(), if v6 { sock.tclass_v6() } else { sock.tos_v4() }.map(|v| v.to_string()));
+        add(
+            "tos",
+            v.to_string(),
+            if v6 { sock.tclass_v6() } else { sock.tos_v4() }.map(|v| v.to_string()),
+        );
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(dev) = &o.bind_device {
-        add("bind_device", dev.clone(), sock.device().map(|d| d.map(|d| String::from_utf8_lossy(&d).into_owned()).unwrap_or_default()));
+        add(
+            "bind_device",
+            dev.clone(),
+            sock.device().map(|d| {
+                d.map(|d| String::from_utf8_lossy(&d).into_owned())
+                    .unwrap_or_default()
+            }),
+        );
     }
     #[cfg(unix)]
     if let Some(v) = o.dont_route {
-        add("dont_route", v.to_string(), raw::get(&sock, libc::SOL_SOCKET, libc::SO_DONTROUTE).map(|v| (v != 0).to_string()));
+        add(
+            "dont_route",
+            v.to_string(),
+            raw::get(&sock, libc::SOL_SOCKET, libc::SO_DONTROUTE).map(|v| (v != 0).to_string()),
+        );
     }
     if tcp {
-        add("nodelay", o.nodelay.unwrap_or(true).to_string(), sock.tcp_nodelay().map(|v| v.to_string()));
-        add("oob_inline", o.oob_inline.unwrap_or(true).to_string(), sock.out_of_band_inline().map(|v| v.to_string()));
+        add(
+            "nodelay",
+            o.nodelay.unwrap_or(true).to_string(),
+            sock.tcp_nodelay().map(|v| v.to_string()),
+        );
+        add(
+            "oob_inline",
+            o.oob_inline.unwrap_or(true).to_string(),
+            sock.out_of_band_inline().map(|v| v.to_string()),
+        );
         if let Some(k) = o.keepalive {
-            add("keepalive", show(&k), sock.keepalive().map(|v| v.to_string()));
+            add(
+                "keepalive",
+                show(&k),
+                sock.keepalive().map(|v| v.to_string()),
+            );
             if let Keepalive::On(p) = k {
                 #[cfg(unix)]
                 {
-                    add("keepalive.idle", dur(p.idle), sock.tcp_keepalive_time().map(|d| dur(Some(d))));
-                    add("keepalive.interval", dur(p.interval), sock.tcp_keepalive_interval().map(|d| dur(Some(d))));
-                    add("keepalive.retries", show(&p.retries), sock.tcp_keepalive_retries().map(|v| v.to_string()));
+                    add(
+                        "keepalive.idle",
+                        dur(p.idle),
+                        sock.tcp_keepalive_time().map(|d| dur(Some(d))),
+                    );
+                    add(
+                        "keepalive.interval",
+                        dur(p.interval),
+                        sock.tcp_keepalive_interval().map(|d| dur(Some(d))),
+                    );
+                    add(
+                        "keepalive.retries",
+                        show(&p.retries),
+                        sock.tcp_keepalive_retries().map(|v| v.to_string()),
+                    );
                 }
                 let _ = p;
             }
@@ -274,32 +413,75 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
         if let Some(d) = o.linger {
             add("linger", dur(Some(d)), sock.linger().map(dur));
         }
-        add("backlog", o.backlog.unwrap_or(DEFAULT_BACKLOG).to_string(), Ok("(not readable; listen() accepted it)".into()));
+        add(
+            "backlog",
+            o.backlog.unwrap_or(DEFAULT_BACKLOG).to_string(),
+            Ok("(not readable; listen() accepted it)".into()),
+        );
         #[cfg(unix)]
         if let Some(v) = o.mss {
             add("mss", v.to_string(), sock.tcp_mss().map(|v| v.to_string()));
         }
         #[cfg(unix)]
         if let Some(v) = o.recv_low_water {
-            add("recv_low_water", v.to_string(), raw::get(&sock, libc::SOL_SOCKET, libc::SO_RCVLOWAT).map(|v| v.to_string()));
+            add(
+                "recv_low_water",
+                v.to_string(),
+                raw::get(&sock, libc::SOL_SOCKET, libc::SO_RCVLOWAT).map(|v| v.to_string()),
+            );
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(v) = o.fastopen {
-            add("fastopen", v.to_string(), raw::get(&sock, libc::IPPROTO_TCP, libc::TCP_FASTOPEN).map(|v| v.to_string()));
+            add(
+                "fastopen",
+                v.to_string(),
+                raw::get(&sock, libc::IPPROTO_TCP, libc::TCP_FASTOPEN).map(|v| v.to_string()),
+            );
         }
     } else {
         if role == Role::UdpBroadcast {
-            add("broadcast", "true".into(), sock.broadcast().map(|v| v.to_string()));
+            add(
+                "broadcast",
+                "true".into(),
+                sock.broadcast().map(|v| v.to_string()),
+            );
         }
         if let Some(v) = o.multicast_ttl {
-            add("multicast_ttl", v.to_string(), if v6 { sock.multicast_hops_v6() } else { sock.multicast_ttl_v4() }.map(|v| v.to_string()));
+            add(
+                "multicast_ttl",
+                v.to_string(),
+                if v6 {
+                    sock.multicast_hops_v6()
+                } else {
+                    sock.multicast_ttl_v4()
+                }
+                .map(|v| v.to_string()),
+            );
         }
         if let Some(v) = o.multicast_loop {
-            add("multicast_loop", v.to_string(), if v6 { sock.multicast_loop_v6() } else { sock.multicast_loop_v4() }.map(|v| v.to_string()));
+            add(
+                "multicast_loop",
+                v.to_string(),
+                if v6 {
+                    sock.multicast_loop_v6()
+                } else {
+                    sock.multicast_loop_v4()
+                }
+                .map(|v| v.to_string()),
+            );
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(v) = o.multicast_all {
-            add("multicast_all", v.to_string(), if v6 { raw::get(&sock, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL) } else { raw::get(&sock, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL) }.map(|v| (v != 0).to_string()));
+            add(
+                "multicast_all",
+                v.to_string(),
+                if v6 {
+                    raw::get(&sock, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL)
+                } else {
+                    raw::get(&sock, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL)
+                }
+                .map(|v| (v != 0).to_string()),
+            );
         }
     }
     let _ = show;
@@ -317,9 +499,19 @@ pub(crate) mod raw {
         use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is live for the call; the value is a plain c_int.
         let rc = unsafe {
-            libc::setsockopt(sock.as_raw_fd(), level, name, (&value as *const i32).cast(), size_of::<i32>() as libc::socklen_t)
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&value as *const i32).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            )
         };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     #[cfg(unix)]
@@ -328,8 +520,20 @@ pub(crate) mod raw {
         let mut value: i32 = 0;
         let mut len = size_of::<i32>() as libc::socklen_t;
         // SAFETY: as above; `len` tells the kernel the buffer size.
-        let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), level, name, (&mut value as *mut i32).cast(), &mut len) };
-        if rc == 0 { Ok(value) } else { Err(io::Error::last_os_error()) }
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&mut value as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            Ok(value)
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     #[cfg(windows)]
@@ -338,9 +542,19 @@ pub(crate) mod raw {
         use windows_sys::Win32::Networking::WinSock;
         // SAFETY: the socket is live for the call; the value is a plain BOOL/int.
         let rc = unsafe {
-            WinSock::setsockopt(sock.as_raw_socket() as usize, level, name, (&value as *const i32).cast(), size_of::<i32>() as i32)
+            WinSock::setsockopt(
+                sock.as_raw_socket() as usize,
+                level,
+                name,
+                (&value as *const i32).cast(),
+                size_of::<i32>() as i32,
+            )
         };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     #[cfg(windows)]
@@ -350,7 +564,19 @@ pub(crate) mod raw {
         let mut value: i32 = 0;
         let mut len = size_of::<i32>() as i32;
         // SAFETY: as above.
-        let rc = unsafe { WinSock::getsockopt(sock.as_raw_socket() as usize, level, name, (&mut value as *mut i32).cast(), &mut len) };
-        if rc == 0 { Ok(value) } else { Err(io::Error::last_os_error()) }
+        let rc = unsafe {
+            WinSock::getsockopt(
+                sock.as_raw_socket() as usize,
+                level,
+                name,
+                (&mut value as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            Ok(value)
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }

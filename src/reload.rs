@@ -39,7 +39,11 @@ impl Supervisor {
                 for line in e.to_string().lines() {
                     error!(trigger = why, "{line}");
                 }
-                warn!(trigger = why, errors = e.diagnostics.len(), "reload failed: config invalid; still running the previous config");
+                warn!(
+                    trigger = why,
+                    errors = e.diagnostics.len(),
+                    "reload failed: config invalid; still running the previous config"
+                );
                 self.metrics.reload("invalid");
                 return;
             }
@@ -47,22 +51,40 @@ impl Supervisor {
         if text == *current && why != "SIGHUP" {
             return;
         }
-        match self.reload(Spec::all(&cfg), cfg.daemon.shutdown_timeout).await {
+        match self
+            .reload(Spec::all(&cfg), cfg.daemon.shutdown_timeout)
+            .await
+        {
             Ok(counts) => {
                 *current = text;
                 self.metrics.reload("applied");
-                info!(trigger = why, started = counts[0], stopped = counts[1], replaced = counts[2], unchanged = counts[3],
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "reload applied");
+                info!(
+                    trigger = why,
+                    started = counts[0],
+                    stopped = counts[1],
+                    replaced = counts[2],
+                    unchanged = counts[3],
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "reload applied"
+                );
             }
             Err(e) => {
                 self.metrics.reload("failed");
-                error!(trigger = why, error = format!("{e:#}"), "reload failed: bind error; rolled back, still running the previous config");
+                error!(
+                    trigger = why,
+                    error = format!("{e:#}"),
+                    "reload failed: bind error; rolled back, still running the previous config"
+                );
             }
         }
     }
 
     /// Applies `specs`; returns counts of started, stopped, replaced, unchanged.
-    pub async fn reload(&mut self, specs: Vec<Spec>, shutdown_timeout: Duration) -> anyhow::Result<[usize; 4]> {
+    pub async fn reload(
+        &mut self,
+        specs: Vec<Spec>,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<[usize; 4]> {
         let keep: Vec<String> = specs.iter().map(|s| s.name().to_string()).collect();
         let mut plan: Vec<(Spec, Option<Action>)> = Vec::new();
         let mut deferred: Vec<usize> = Vec::new();
@@ -71,7 +93,11 @@ impl Supervisor {
             let old = self.find(spec.name());
             let action = match old {
                 Some(r) if r.spec == spec => Some(Action::Unchanged),
-                Some(r) if r.spec.same_socket(&spec) => r.bound.as_ref().and_then(|b| b.with_spec(&spec)).map(Action::Handover),
+                Some(r) if r.spec.same_socket(&spec) => r
+                    .bound
+                    .as_ref()
+                    .and_then(|b| b.with_spec(&spec))
+                    .map(Action::Handover),
                 _ => match spec.bind() {
                     Ok(b) if old.is_some() => Some(Action::Replace(b)),
                     Ok(b) => Some(Action::Add(b)),
@@ -103,7 +129,13 @@ impl Supervisor {
             }
             let is_new = self.find(spec.name()).is_none();
             match spec.bind() {
-                Ok(b) => plan[i].1 = Some(if is_new { Action::Add(b) } else { Action::Replace(b) }),
+                Ok(b) => {
+                    plan[i].1 = Some(if is_new {
+                        Action::Add(b)
+                    } else {
+                        Action::Replace(b)
+                    })
+                }
                 Err(e) => {
                     failure = Some(e.context(format!("{} {:?}", spec.kind(), spec.name())));
                     break;
@@ -123,7 +155,10 @@ impl Supervisor {
         let mut old = std::mem::take(&mut self.services);
         let mut next = Vec::new();
         for (spec, action) in plan {
-            let prev = old.iter().position(|r| r.spec.name() == spec.name()).map(|i| old.remove(i));
+            let prev = old
+                .iter()
+                .position(|r| r.spec.name() == spec.name())
+                .map(|i| old.remove(i));
             let name = spec.name().to_string();
             match action.expect("every deferred bind was resolved") {
                 Action::Unchanged => {
@@ -172,7 +207,10 @@ impl Supervisor {
                 && r.spec.kind() == spec.kind()
                 && r.bound.as_ref().is_some_and(|b| {
                     let have = b.local_addr();
-                    have.port() == want.port() && (have.ip() == want.ip() || have.ip().is_unspecified() || want.ip().is_unspecified())
+                    have.port() == want.port()
+                        && (have.ip() == want.ip()
+                            || have.ip().is_unspecified()
+                            || want.ip().is_unspecified())
                 })
         })
     }
@@ -196,7 +234,9 @@ impl Supervisor {
                 let ctx = self.services[i].ctx.clone();
                 self.services[i] = self.launch(spec, b, Some(ctx));
             }
-            Err(e) => error!(service = %spec.name(), error = format!("{e:#}"), "rollback could not rebind the old socket; service is down"),
+            Err(e) => {
+                error!(service = %spec.name(), error = format!("{e:#}"), "rollback could not rebind the old socket; service is down")
+            }
         }
     }
 

@@ -69,14 +69,22 @@ impl Template {
                         "uptime_s" => Field::UptimeS,
                         "pid" => Field::Pid,
                         "services" => Field::Services,
-                        _ => return Err(format!("unknown template field {{{name}}}; the fields are {FIELDS} (write {{{{ for a literal brace)")),
+                        _ => {
+                            return Err(format!(
+                                "unknown template field {{{name}}}; the fields are {FIELDS} (write {{{{ for a literal brace)"
+                            ));
+                        }
                     };
                     if !lit.is_empty() {
                         pieces.push(Piece::Lit(std::mem::take(&mut lit)));
                     }
                     pieces.push(Piece::Field(field));
                 }
-                '}' => return Err(format!("unmatched `}}` in template; write }}}} for a literal brace (fields: {FIELDS})")),
+                '}' => {
+                    return Err(format!(
+                        "unmatched `}}` in template; write }}}} for a literal brace (fields: {FIELDS})"
+                    ));
+                }
                 c => lit.push(c),
             }
         }
@@ -128,8 +136,16 @@ mod tests {
 
     #[test]
     fn renders_fields_and_escapes() {
-        let t = Template::parse("{{x}} {name} seq={seq} pid={pid} up={uptime_s} {services}").unwrap();
-        let s = t.render(&Vars { name: "a", hostname: "h", seq: 3, uptime_s: 9, pid: 42, services: "e=tcp://1" });
+        let t =
+            Template::parse("{{x}} {name} seq={seq} pid={pid} up={uptime_s} {services}").unwrap();
+        let s = t.render(&Vars {
+            name: "a",
+            hostname: "h",
+            seq: 3,
+            uptime_s: 9,
+            pid: 42,
+            services: "e=tcp://1",
+        });
         assert_eq!(s, "{x} a seq=3 pid=42 up=9 e=tcp://1");
     }
 

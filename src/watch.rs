@@ -24,16 +24,20 @@ pub struct ConfigWatch {
 
 pub fn start(config: &Path, tx: mpsc::UnboundedSender<Event>) -> Result<ConfigWatch> {
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
-    let dir: PathBuf = config.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir: PathBuf = config
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-        Ok(ev) if !ev.kind.is_access() => {
-            let _ = raw_tx.send(());
-        }
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "config watch error"),
-    })
-    .context("create file watcher")?;
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) if !ev.kind.is_access() => {
+                let _ = raw_tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "config watch error"),
+        })
+        .context("create file watcher")?;
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
         .with_context(|| format!("watch {}", dir.display()))?;

@@ -9,9 +9,13 @@ use common::*;
 
 #[test]
 fn shipped_config_runs_and_echoes() {
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
     // Same config on free ports, so the test does not collide with a running daemon.
-    let cfg = shipped.replace(":7007", ":0").replace(":7070", ":0").replace(":9900", ":0");
+    let cfg = shipped
+        .replace(":7007", ":0")
+        .replace(":7070", ":0")
+        .replace(":9900", ":0");
     let d = Daemon::start(&cfg);
     let mut s = TcpStream::connect(d.addr("echo")).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();

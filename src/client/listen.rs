@@ -7,6 +7,9 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> i32 {
-    eprintln!("netservd listen {}: not implemented in this build yet", a.url);
+    eprintln!(
+        "netservd listen {}: not implemented in this build yet",
+        a.url
+    );
     crate::EXIT_FAILURE
 }

@@ -3,6 +3,9 @@
 //! `bench` (load generator). They share URL parsing and the frame format.
 
 pub mod bench;
+mod bench_msg;
+mod bench_tcp;
+mod bench_udp;
 pub mod listen;
 pub mod probe;
 pub mod send;
@@ -37,7 +40,8 @@ impl std::str::FromStr for Target {
             Some(("udp", rest)) => (Proto::Udp, rest),
             _ => bail!("{s:?}: expected tcp://host:port or udp://host:port"),
         };
-        let addr = crate::config::parse_socket_addr(rest.trim_end_matches('/')).map_err(anyhow::Error::msg)?;
+        let addr = crate::config::parse_socket_addr(rest.trim_end_matches('/'))
+            .map_err(anyhow::Error::msg)?;
         Ok(Target { proto, addr })
     }
 }
@@ -70,7 +74,11 @@ fn parse_order(s: &str) -> Result<ByteOrder, String> {
 
 impl FrameArgs {
     pub fn format(&self, max_frame: u64) -> FrameFormat {
-        FrameFormat { width: self.length_field_bytes, order: self.byte_order, max_frame: max_frame.min(FrameFormat::max_expressible(self.length_field_bytes)) }
+        FrameFormat {
+            width: self.length_field_bytes,
+            order: self.byte_order,
+            max_frame: max_frame.min(FrameFormat::max_expressible(self.length_field_bytes)),
+        }
     }
 }
 

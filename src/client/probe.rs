@@ -28,7 +28,12 @@ pub async fn run(a: Args) -> i32 {
     let started = Instant::now();
     match tokio::time::timeout(a.timeout, round_trip(&a)).await {
         Ok(Ok(())) => {
-            println!("healthy: {:?} {} answered in {:.2?}", a.url.proto, a.url.addr, started.elapsed());
+            println!(
+                "healthy: {:?} {} answered in {:.2?}",
+                a.url.proto,
+                a.url.addr,
+                started.elapsed()
+            );
             EXIT_OK
         }
         Ok(Err(e)) => {
@@ -36,7 +41,10 @@ pub async fn run(a: Args) -> i32 {
             EXIT_FAILURE
         }
         Err(_) => {
-            println!("unhealthy: {:?} {}: no answer within {:?}", a.url.proto, a.url.addr, a.timeout);
+            println!(
+                "unhealthy: {:?} {}: no answer within {:?}",
+                a.url.proto, a.url.addr, a.timeout
+            );
             EXIT_FAILURE
         }
     }
@@ -65,12 +73,20 @@ async fn round_trip(a: &Args) -> Result<()> {
             }
         }
         Proto::Udp => {
-            let local: std::net::SocketAddr = if a.url.addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+            let local: std::net::SocketAddr = if a.url.addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            }
+            .parse()?;
             let s = UdpSocket::bind(local).await?;
             s.connect(a.url.addr).await?;
             s.send(payload.as_bytes()).await.context("send datagram")?;
             let mut buf = vec![0u8; 2048];
-            let n = s.recv(&mut buf).await.context("receive echo (ICMP port unreachable?)")?;
+            let n = s
+                .recv(&mut buf)
+                .await
+                .context("receive echo (ICMP port unreachable?)")?;
             if &buf[..n] != payload.as_bytes() {
                 bail!("echo differs from what was sent");
             }

@@ -6,8 +6,8 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// `"5s"`, `"250ms"`, `"1m 30s"`: a string with a unit, parsed by humantime.
 pub mod duration {
@@ -20,7 +20,9 @@ pub mod duration {
 
     pub fn parse(s: &str) -> Result<Duration, String> {
         humantime::parse_duration(s).map_err(|e| {
-            format!("invalid duration {s:?}: {e}; write a number with a unit, e.g. \"250ms\" or \"5s\"")
+            format!(
+                "invalid duration {s:?}: {e}; write a number with a unit, e.g. \"250ms\" or \"5s\""
+            )
         })
     }
 }
@@ -53,7 +55,9 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
         return Err(format!("invalid address {s:?}: no port; {hint}"));
     }
     match s.to_socket_addrs() {
-        Ok(mut addrs) => addrs.next().ok_or_else(|| format!("address {s:?} resolves to nothing; {hint}")),
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("address {s:?} resolves to nothing; {hint}")),
         Err(e) => Err(format!("invalid address {s:?}: {e}; {hint}")),
     }
 }
@@ -87,13 +91,20 @@ impl<'de> Deserialize<'de> for Keepalive {
         impl<'de> Visitor<'de> for V {
             type Value = Keepalive;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("true, false or a table { idle = \"60s\", interval = \"10s\", retries = 5 }")
+                f.write_str(
+                    "true, false or a table { idle = \"60s\", interval = \"10s\", retries = 5 }",
+                )
             }
             fn visit_bool<E: de::Error>(self, on: bool) -> Result<Keepalive, E> {
-                Ok(if on { Keepalive::On(KeepaliveParams::default()) } else { Keepalive::Off })
+                Ok(if on {
+                    Keepalive::On(KeepaliveParams::default())
+                } else {
+                    Keepalive::Off
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Keepalive, A::Error> {
-                KeepaliveParams::deserialize(de::value::MapAccessDeserializer::new(map)).map(Keepalive::On)
+                KeepaliveParams::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(Keepalive::On)
             }
         }
         d.deserialize_any(V)

@@ -21,9 +21,9 @@ use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+pub use de::duration::parse as parse_duration;
 pub use de::{Keepalive, KeepaliveParams, parse_socket_addr};
 pub use schema::*;
-pub use de::duration::parse as parse_duration;
 
 /// The shipped `config.toml`, compiled in so `netservd run` works from any directory.
 pub const SHIPPED: &str = include_str!("../../config.toml");
@@ -68,7 +68,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             diagnostics: vec![Diagnostic {
                 line: 1,
                 col: 1,
-                message: format!("cannot read config file: {e}; pass --config PATH or set NETSERVD_CONFIG"),
+                message: format!(
+                    "cannot read config file: {e}; pass --config PATH or set NETSERVD_CONFIG"
+                ),
             }],
         }),
     }
@@ -82,7 +84,12 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
         diagnostics: place(src, problems),
     };
     if !syntax.is_empty() {
-        return Err(fail(syntax.iter().map(|e| (e.span().unwrap_or(0..0), e.message().to_string())).collect()));
+        return Err(fail(
+            syntax
+                .iter()
+                .map(|e| (e.span().unwrap_or(0..0), e.message().to_string()))
+                .collect(),
+        ));
     }
     let mut spans = HashMap::new();
     index_table("", root.get_ref(), &mut spans);
@@ -124,7 +131,11 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
         // The most precise span we have: the key itself, else its table.
         let mut span = spans.get(&path).cloned();
         for key in issue.keys {
-            path = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+            path = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
             if let Some(s) = spans.get(&path) {
                 span = Some(s.clone());
             }
@@ -132,7 +143,11 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
         problems.push((span.unwrap_or(whole.clone()), issue.message));
     }
 
-    if problems.is_empty() { Ok(cfg) } else { Err(fail(problems)) }
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(fail(problems))
+    }
 }
 
 /// Deserializes a single table (`[daemon]`, `[admin]`).
@@ -156,14 +171,21 @@ fn many<T: for<'a> Deserialize<'a>>(
 ) -> Vec<T> {
     let span = value.span();
     let DeValue::Array(items) = value.into_inner() else {
-        problems.push((span, format!("`{kind}` must be written as [[{kind}]] tables, one per service")));
+        problems.push((
+            span,
+            format!("`{kind}` must be written as [[{kind}]] tables, one per service"),
+        ));
         return Vec::new();
     };
     let indices = file_index.entry(kind).or_default();
     let mut out = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let span = item.span();
-        let label = match item.get_ref().get("name").and_then(|n| n.get_ref().as_str()) {
+        let label = match item
+            .get_ref()
+            .get("name")
+            .and_then(|n| n.get_ref().as_str())
+        {
             Some(name) => format!("{kind} {name:?}"),
             None => format!("{kind}[{i}]"),
         };
@@ -172,7 +194,10 @@ fn many<T: for<'a> Deserialize<'a>>(
                 out.push(v);
                 indices.push(i);
             }
-            Err(e) => problems.push((e.span().unwrap_or(span), format!("{label}: {}", e.message()))),
+            Err(e) => problems.push((
+                e.span().unwrap_or(span),
+                format!("{label}: {}", e.message()),
+            )),
         }
     }
     out
@@ -182,7 +207,11 @@ fn many<T: for<'a> Deserialize<'a>>(
 /// `tcp_echo[0].socket.linger`.
 fn index_table(path: &str, table: &DeTable<'_>, out: &mut HashMap<String, Range<usize>>) {
     for (k, v) in table.iter() {
-        let p = if path.is_empty() { k.get_ref().to_string() } else { format!("{path}.{}", k.get_ref()) };
+        let p = if path.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{path}.{}", k.get_ref())
+        };
         out.insert(p.clone(), v.span());
         index_spans(p, v.get_ref(), out);
     }

@@ -254,7 +254,10 @@ impl SocketOptions {
             ("reuse_port", show(&o.reuse_port)),
             ("nodelay", show(&o.nodelay)),
             ("keepalive", show(&o.keepalive)),
-            ("linger", o.linger.map(|d| humantime::format_duration(d).to_string())),
+            (
+                "linger",
+                o.linger.map(|d| humantime::format_duration(d).to_string()),
+            ),
             ("recv_buffer_bytes", show(&o.recv_buffer_bytes)),
             ("send_buffer_bytes", show(&o.send_buffer_bytes)),
             ("backlog", show(&o.backlog)),
@@ -312,7 +315,8 @@ fn default_rate_limit_sources() -> usize {
 /// Classic UDP services that answer anything (echo, discard, daytime, qotd,
 /// chargen, time) and the usual reflection amplifiers (DNS, NTP, SNMP, SSDP,
 /// memcached): a datagram "from" these ports is a loop or a spoof.
-pub const DEFAULT_BLOCKED_SOURCE_PORTS: [u16; 11] = [7, 9, 13, 17, 19, 37, 53, 123, 161, 1900, 11211];
+pub const DEFAULT_BLOCKED_SOURCE_PORTS: [u16; 11] =
+    [7, 9, 13, 17, 19, 37, 53, 123, 161, 1900, 11211];
 fn default_blocked_source_ports() -> Vec<u16> {
     DEFAULT_BLOCKED_SOURCE_PORTS.to_vec()
 }

@@ -15,7 +15,9 @@ pub struct Bound {
 }
 
 pub fn bind(cfg: &BroadcastConfig) -> Result<Bound> {
-    let _ = Bound { cfg: Arc::new(cfg.clone()) };
+    let _ = Bound {
+        cfg: Arc::new(cfg.clone()),
+    };
     anyhow::bail!("[[broadcast]] services are not implemented in this build yet")
 }
 
@@ -30,7 +32,9 @@ impl Bound {
         self.local_addr()
     }
     pub fn with_config(&self, cfg: &BroadcastConfig) -> Bound {
-        Bound { cfg: Arc::new(cfg.clone()) }
+        Bound {
+            cfg: Arc::new(cfg.clone()),
+        }
     }
     pub fn report(&self) -> Vec<crate::net::Applied> {
         Vec::new()

@@ -110,9 +110,12 @@ impl Spec {
         match (self, other) {
             (Spec::TcpEcho(a), Spec::TcpEcho(b)) => a.listen == b.listen && a.socket == b.socket,
             (Spec::UdpEcho(a), Spec::UdpEcho(b)) => a.listen == b.listen && a.socket == b.socket,
-            (Spec::Broadcast(a), Spec::Broadcast(b)) => a.bind == b.bind && a.destination == b.destination && a.socket == b.socket,
+            (Spec::Broadcast(a), Spec::Broadcast(b)) => {
+                a.bind == b.bind && a.destination == b.destination && a.socket == b.socket
+            }
             (Spec::Multicast(a), Spec::Multicast(b)) => {
-                (a.group, a.port, &a.interface, a.source, &a.socket) == (b.group, b.port, &b.interface, b.source, &b.socket)
+                (a.group, a.port, &a.interface, a.source, &a.socket)
+                    == (b.group, b.port, &b.interface, b.source, &b.socket)
             }
             _ => false,
         }

@@ -50,10 +50,14 @@ enum End {
     /// Graceful stop: what had arrived was echoed, then FIN.
     Drained,
     Aborted,
-    EofMidFrame { pending: usize },
+    EofMidFrame {
+        pending: usize,
+    },
     TooLarge(FrameError),
     IdleTimeout,
-    FrameTimeout { pending: usize },
+    FrameTimeout {
+        pending: usize,
+    },
     WriteStalled,
 }
 
@@ -179,7 +183,10 @@ impl Conn {
             let scan = self.format.scan(&buf);
             if scan.complete > 0 {
                 m.msgs_in.inc_by(scan.frames);
-                if let Some(end) = self.write_back(stream, &buf[..scan.complete], &mut last_activity).await? {
+                if let Some(end) = self
+                    .write_back(stream, &buf[..scan.complete], &mut last_activity)
+                    .await?
+                {
                     return Ok(end);
                 }
                 m.msgs_out.inc_by(scan.frames);
@@ -202,7 +209,12 @@ impl Conn {
 
     /// Writes `out` fully, or says why it could not: the peer accepted
     /// nothing for `idle_timeout` (it stopped reading), or the drain deadline passed.
-    async fn write_back(&self, stream: &mut TcpStream, mut out: &[u8], last_activity: &mut Instant) -> io::Result<Option<End>> {
+    async fn write_back(
+        &self,
+        stream: &mut TcpStream,
+        mut out: &[u8],
+        last_activity: &mut Instant,
+    ) -> io::Result<Option<End>> {
         // Fast path: the socket buffer usually takes everything at once.
         match stream.try_write(out) {
             Ok(n) => out = &out[n..],

@@ -36,7 +36,11 @@ pub fn bind(cfg: &TcpEchoConfig) -> Result<Bound> {
     let std = net::tcp_listener(cfg.listen, &cfg.socket)?;
     let listener = TcpListener::from_std(std).context("register listener with tokio")?;
     let local = listener.local_addr()?;
-    Ok(Bound { cfg: Arc::new(cfg.clone()), listener: Arc::new(listener), local })
+    Ok(Bound {
+        cfg: Arc::new(cfg.clone()),
+        listener: Arc::new(listener),
+        local,
+    })
 }
 
 /// Sleep after the first resource-exhaustion accept error; doubles up to [`MAX_BACKOFF`].
@@ -50,16 +54,28 @@ impl Bound {
     }
 
     pub fn with_config(&self, cfg: &TcpEchoConfig) -> Bound {
-        Bound { cfg: Arc::new(cfg.clone()), ..self.clone() }
+        Bound {
+            cfg: Arc::new(cfg.clone()),
+            ..self.clone()
+        }
     }
 
     pub fn report(&self) -> Vec<net::Applied> {
-        net::read_back(socket2::SockRef::from(&*self.listener), self.local.is_ipv6(), &self.cfg.socket, Role::TcpListener)
+        net::read_back(
+            socket2::SockRef::from(&*self.listener),
+            self.local.is_ipv6(),
+            &self.cfg.socket,
+            Role::TcpListener,
+        )
     }
 
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
         let cfg = self.cfg;
-        let format = FrameFormat { width: cfg.length_field_bytes, order: cfg.byte_order, max_frame: cfg.max_frame_bytes };
+        let format = FrameFormat {
+            width: cfg.length_field_bytes,
+            order: cfg.byte_order,
+            max_frame: cfg.max_frame_bytes,
+        };
         let permits = Arc::new(Semaphore::new(cfg.max_connections as usize));
         let exhausted = ctx.metrics.error_counter("accept_resources");
         let mut backoff = MIN_BACKOFF;
@@ -104,7 +120,11 @@ impl Bound {
                 continue;
             }
             ctx.metrics.accepted.inc();
-            let conn = tcp_conn::Conn { format, cfg: cfg.clone(), ctx: ctx.clone() };
+            let conn = tcp_conn::Conn {
+                format,
+                cfg: cfg.clone(),
+                ctx: ctx.clone(),
+            };
             ctx.tracker.spawn(
                 async move {
                     conn.serve(stream, peer).await;
@@ -120,7 +140,10 @@ impl Bound {
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     #[cfg(unix)]
     {
-        matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
     }
     #[cfg(windows)]
     {

@@ -33,7 +33,11 @@ pub fn bind(cfg: &UdpEchoConfig) -> Result<Bound> {
     let std = net::udp_socket(cfg.listen, &cfg.socket, Role::Udp)?;
     let socket = UdpSocket::from_std(std).context("register UDP socket with tokio")?;
     let local = socket.local_addr()?;
-    Ok(Bound { cfg: Arc::new(cfg.clone()), socket: Arc::new(socket), local })
+    Ok(Bound {
+        cfg: Arc::new(cfg.clone()),
+        socket: Arc::new(socket),
+        local,
+    })
 }
 
 impl Bound {
@@ -42,11 +46,19 @@ impl Bound {
     }
 
     pub fn with_config(&self, cfg: &UdpEchoConfig) -> Bound {
-        Bound { cfg: Arc::new(cfg.clone()), ..self.clone() }
+        Bound {
+            cfg: Arc::new(cfg.clone()),
+            ..self.clone()
+        }
     }
 
     pub fn report(&self) -> Vec<net::Applied> {
-        net::read_back(socket2::SockRef::from(&*self.socket), self.local.is_ipv6(), &self.cfg.socket, Role::Udp)
+        net::read_back(
+            socket2::SockRef::from(&*self.socket),
+            self.local.is_ipv6(),
+            &self.cfg.socket,
+            Role::Udp,
+        )
     }
 
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {

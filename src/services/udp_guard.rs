@@ -44,7 +44,12 @@ impl Guard {
     pub fn new(blocked_ports: &[u16], limit: Option<RateLimit>, m: &ServiceMetrics) -> Guard {
         Guard {
             blocked_ports: blocked_ports.to_vec(),
-            limit: limit.map(|l| (l, LruCache::new(NonZeroUsize::new(l.max_sources).unwrap_or(NonZeroUsize::MIN)))),
+            limit: limit.map(|l| {
+                (
+                    l,
+                    LruCache::new(NonZeroUsize::new(l.max_sources).unwrap_or(NonZeroUsize::MIN)),
+                )
+            }),
             blocked_port: m.drop_counter("blocked_source_port"),
             bad_source: m.drop_counter("bad_source_address"),
             rate_limited: m.drop_counter("rate_limited"),
@@ -79,7 +84,10 @@ impl Guard {
         if let Some((limit, table)) = &mut self.limit {
             let now = Instant::now();
             let burst = f64::from(limit.burst.unwrap_or(limit.per_source));
-            let b = table.get_or_insert_mut(src.ip(), || Bucket { tokens: burst, last: now });
+            let b = table.get_or_insert_mut(src.ip(), || Bucket {
+                tokens: burst,
+                last: now,
+            });
             let refill = now.duration_since(b.last).as_secs_f64() * f64::from(limit.per_source);
             b.tokens = (b.tokens + refill).min(burst);
             b.last = now;
@@ -115,14 +123,24 @@ mod tests {
     #[test]
     fn bucket_allows_burst_then_refuses_and_isolates_sources() {
         let m = Arc::new(Metrics::new()).service("t");
-        let limit = RateLimit { per_source: 1, burst: Some(3), max_sources: 8 };
+        let limit = RateLimit {
+            per_source: 1,
+            burst: Some(3),
+            max_sources: 8,
+        };
         let mut g = Guard::new(&[19], Some(limit), &m);
         let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let b: SocketAddr = "127.0.0.2:5000".parse().unwrap();
         let got: Vec<_> = (0..5).map(|_| g.check(a)).collect();
         assert_eq!(got.iter().filter(|v| **v == Verdict::Reply).count(), 3);
         assert_eq!(g.check(b), Verdict::Reply);
-        assert_eq!(g.check("127.0.0.1:19".parse().unwrap()), Verdict::BlockedPort);
-        assert_eq!(g.check("224.0.0.1:5000".parse().unwrap()), Verdict::BadSource);
+        assert_eq!(
+            g.check("127.0.0.1:19".parse().unwrap()),
+            Verdict::BlockedPort
+        );
+        assert_eq!(
+            g.check("224.0.0.1:5000".parse().unwrap()),
+            Verdict::BadSource
+        );
     }
 }

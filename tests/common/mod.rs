@@ -42,32 +42,47 @@ impl Daemon {
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut cmd = Command::new(bin());
-        cmd.args(["--log-format", "json", "run", "--config"]).arg(&config_path);
+        cmd.args(["--log-format", "json", "run", "--config"])
+            .arg(&config_path);
         cmd.env("RUST_LOG", "info").envs(env.iter().copied());
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn netservd");
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
                 sink.lock().unwrap().push(v);
             }
         });
-        let mut d = Daemon { child, dir, config_path, urls: HashMap::new(), logs };
-        let ready = d.wait_log(|l| l["message"] == "ready", WAIT).unwrap_or_else(|| {
-            let _ = d.child.kill();
-            std::thread::sleep(Duration::from_millis(200));
-            panic!("daemon did not become ready; logs:\n{}", d.dump())
-        });
+        let mut d = Daemon {
+            child,
+            dir,
+            config_path,
+            urls: HashMap::new(),
+            logs,
+        };
+        let ready = d
+            .wait_log(|l| l["message"] == "ready", WAIT)
+            .unwrap_or_else(|| {
+                let _ = d.child.kill();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("daemon did not become ready; logs:\n{}", d.dump())
+            });
         d.urls = parse_services(ready["services"].as_str().unwrap_or(""));
         d
     }
 
     /// The bound address of service `name`.
     pub fn addr(&self, name: &str) -> SocketAddr {
-        let url = self.urls.get(name).unwrap_or_else(|| panic!("no service {name:?} in ready event: {:?}", self.urls));
+        let url = self
+            .urls
+            .get(name)
+            .unwrap_or_else(|| panic!("no service {name:?} in ready event: {:?}", self.urls));
         url.split("://").nth(1).unwrap().parse().unwrap()
     }
 
@@ -98,7 +113,11 @@ impl Daemon {
     }
 
     /// Waits for a log line matching `pred` (looking at every line so far).
-    pub fn wait_log(&self, pred: impl Fn(&serde_json::Value) -> bool, timeout: Duration) -> Option<serde_json::Value> {
+    pub fn wait_log(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> Option<serde_json::Value> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(l) = self.logs.lock().unwrap().iter().find(|l| pred(l)) {
@@ -118,7 +137,11 @@ impl Daemon {
 
     /// All logs, one per line, for failure messages.
     pub fn dump(&self) -> String {
-        self.logs().iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")
+        self.logs()
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Fails if the daemon logged a panic or an ERROR whose message is not
@@ -126,10 +149,18 @@ impl Daemon {
     pub fn assert_clean(&self, expected: &[&str]) {
         for l in self.logs() {
             let text = l.to_string();
-            assert!(!text.contains("panicked"), "daemon panicked:\n{}", self.dump());
+            assert!(
+                !text.contains("panicked"),
+                "daemon panicked:\n{}",
+                self.dump()
+            );
             if l["level"] == "ERROR" {
                 let msg = l["message"].as_str().unwrap_or("");
-                assert!(expected.iter().any(|e| msg.contains(e) || text.contains(e)), "unexpected ERROR: {text}\nall logs:\n{}", self.dump());
+                assert!(
+                    expected.iter().any(|e| msg.contains(e) || text.contains(e)),
+                    "unexpected ERROR: {text}\nall logs:\n{}",
+                    self.dump()
+                );
             }
         }
     }
@@ -160,7 +191,9 @@ pub fn parse_services(s: &str) -> HashMap<String, String> {
 /// Runs `netservd ARGS...` to completion; returns (exit code, stdout, stderr).
 pub fn netservd(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
-    cmd.args(args).env_remove("NETSERVD_CONFIG").stdin(Stdio::null());
+    cmd.args(args)
+        .env_remove("NETSERVD_CONFIG")
+        .stdin(Stdio::null());
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
@@ -187,7 +220,11 @@ pub fn check(config: &str, extra: &[&str]) -> (i32, String, String, tempfile::Te
 /// One frame: `width`-byte length (big or little endian) + payload.
 pub fn frame(width: usize, big: bool, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u64;
-    let mut out = if big { len.to_be_bytes()[8 - width..].to_vec() } else { len.to_le_bytes()[..width].to_vec() };
+    let mut out = if big {
+        len.to_be_bytes()[8 - width..].to_vec()
+    } else {
+        len.to_le_bytes()[..width].to_vec()
+    };
     out.extend_from_slice(payload);
     out
 }
