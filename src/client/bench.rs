@@ -85,6 +85,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Verified replies received in the measured window.
     pub messages: u64,
+    /// Every reply, warm-up included (for per-message server CPU cost).
+    pub total_replies: u64,
     pub msgs_per_s: f64,
     /// Payload megabytes (10^6) echoed per second, one direction.
     pub mb_per_s: f64,
@@ -230,7 +232,7 @@ async fn bench(a: &Args) -> Result<Report> {
             Err(_) => total.errors.push("a generator thread panicked".into()),
         }
     }
-    Ok(report(a, depth, total))
+    Ok(report(a, depth, total, progress.load(Ordering::Relaxed)))
 }
 
 /// One generator thread: a current-thread runtime running `n` connections to completion.
@@ -308,7 +310,7 @@ fn generator(
         .unwrap_or_else(|_| Tally::new())
 }
 
-fn report(a: &Args, depth: usize, t: Tally) -> Report {
+fn report(a: &Args, depth: usize, t: Tally, total_replies: u64) -> Report {
     let secs = a.duration.as_secs_f64();
     let us = |q: f64| {
         if t.hist.is_empty() {
@@ -335,6 +337,7 @@ fn report(a: &Args, depth: usize, t: Tally) -> Report {
         depth,
         duration_s: secs,
         messages: t.msgs,
+        total_replies,
         msgs_per_s: t.msgs as f64 / secs,
         mb_per_s: t.msgs as f64 * a.size as f64 / secs / 1e6,
         mismatches: t.mismatches,
