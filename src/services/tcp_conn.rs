@@ -62,7 +62,7 @@ enum End {
 }
 
 impl Conn {
-    pub async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
+    pub async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
         let m = &self.ctx.metrics;
         m.active.inc();
         let end = self.echo(&mut stream).await;
@@ -221,6 +221,19 @@ impl Conn {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+        if !out.is_empty() {
+            // Boxed: the waiting state is large and rarely needed, and keeping it out
+            // of the connection's future keeps every idle connection small.
+            if let Some(end) = Box::pin(self.write_rest(stream, out)).await? {
+                return Ok(Some(end));
+            }
+        }
+        *last_activity = Instant::now();
+        Ok(None)
+    }
+
+    /// The slow path of [`Self::write_back`]: wait for room in the socket buffer.
+    async fn write_rest(&self, stream: &mut TcpStream, mut out: &[u8]) -> io::Result<Option<End>> {
         let stall = self.cfg.idle_timeout.max(Duration::from_millis(1));
         while !out.is_empty() {
             tokio::select! {
@@ -235,7 +248,6 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        *last_activity = Instant::now();
         Ok(None)
     }
 }
