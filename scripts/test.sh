@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in socat:socat ip:iproute2 python3:python3; do
+for tool in socat:socat ip:iproute2 python3:python3 sockperf:sockperf; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,15 +1,389 @@
-//! `netservd bench`: placeholder until its issue lands.
+//! `netservd bench URL`: a load generator for framed TCP echo and UDP echo
+//! that verifies every echo.
+//!
+//! Flow: parse and check the flags -> start `--threads` OS threads, each with
+//! its own single-threaded runtime (no cross-thread wake-ups on the hot path;
+//! pin the process with `taskset` for stable numbers) -> spread the `-c`
+//! connections over them (`bench_tcp` / `bench_udp`), all sharing one clock:
+//! `--warmup`, then `-d` measured -> print a progress line each second from
+//! the shared counter -> merge the threads' tallies (HDR histogram of round
+//! trips, counts of verified replies, mismatches, losses) -> print a table, or
+//! one JSON object with `--json`. Exit 1 if any echo was wrong, any
+//! connection failed, or nothing came back.
 
-#[derive(Debug, clap::Args)]
+use std::cell::RefCell;
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::bench_msg::{Payload, Plan, Recorder, SOCKPERF_HEADER, Tally};
+use super::bench_tcp::TcpConn;
+use super::bench_udp::UdpConn;
+use super::{FrameArgs, Proto, Target, parse_duration};
+use crate::frame::FrameFormat;
+use crate::{EXIT_FAILURE, EXIT_OK};
+
+/// Largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65507;
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Target URL.
+    /// tcp://host:port (framed echo) or udp://host:port (datagram echo).
+    pub url: Target,
+    /// Connections (TCP) or sockets (UDP).
+    #[arg(short = 'c', long, default_value_t = 1)]
+    pub connections: usize,
+    /// Payload bytes per message (TCP: excluding the length field).
+    #[arg(short = 's', long, default_value_t = 64)]
+    pub size: usize,
+    /// Measured time, after the warm-up.
+    #[arg(short = 'd', long, default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Time to run before measuring (connections are opened during it).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// TCP: frames in flight per connection.
+    #[arg(long)]
+    pub pipeline: Option<usize>,
+    /// UDP: datagrams in flight per socket.
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Generator threads, each with its own single-threaded runtime.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// UDP: a datagram unanswered this long is counted lost and replaced.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub loss_timeout: Duration,
+    /// UDP: messages carry a sockperf header (needs -s >= 14), so `sockperf server` answers them;
+    /// replies may clear the client flag.
+    #[arg(long)]
+    pub sockperf: bool,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub frame: FrameArgs,
+}
+
+/// The result, as printed with `--json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
     pub url: String,
+    pub connections: usize,
+    pub size: usize,
+    /// Messages in flight per connection (TCP pipeline or UDP window).
+    pub depth: usize,
+    pub duration_s: f64,
+    /// Verified replies received in the measured window.
+    pub messages: u64,
+    /// Every reply, warm-up included (for per-message server CPU cost).
+    pub total_replies: u64,
+    pub msgs_per_s: f64,
+    /// Payload megabytes (10^6) echoed per second, one direction.
+    pub mb_per_s: f64,
+    pub mismatches: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub errors: Vec<String>,
+    pub latency_us: Latency,
+}
+
+/// Round-trip percentiles in microseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
 }
 
 pub async fn run(a: Args) -> i32 {
-    eprintln!(
-        "netservd bench {}: not implemented in this build yet",
-        a.url
+    match bench(&a).await {
+        Ok(r) => {
+            if a.json {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            } else {
+                print_table(&r);
+            }
+            if r.mismatches > 0 || !r.errors.is_empty() || r.messages == 0 {
+                EXIT_FAILURE
+            } else {
+                EXIT_OK
+            }
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Message depth for the URL's protocol, refusing the other protocol's flag.
+fn depth(a: &Args) -> Result<usize> {
+    let d = match (a.url.proto, a.pipeline, a.window) {
+        (Proto::Tcp, _, Some(_)) => {
+            bail!("--window applies to udp:// targets; use --pipeline for tcp://")
+        }
+        (Proto::Udp, Some(_), _) => {
+            bail!("--pipeline applies to tcp:// targets; use --window for udp://")
+        }
+        (Proto::Tcp, p, None) => p.unwrap_or(1),
+        (Proto::Udp, None, w) => w.unwrap_or(1),
+    };
+    if d == 0 || d > 65536 {
+        bail!("messages in flight must be 1..=65536, got {d}");
+    }
+    Ok(d)
+}
+
+fn check(a: &Args) -> Result<(usize, FrameFormat)> {
+    let depth = depth(a)?;
+    if a.connections == 0 || a.connections > 100_000 {
+        bail!("-c must be 1..=100000, got {}", a.connections);
+    }
+    if a.threads == 0 || a.threads > 256 {
+        bail!("--threads must be 1..=256, got {}", a.threads);
+    }
+    if a.duration.is_zero() {
+        bail!("-d must be longer than 0s");
+    }
+    let format = a.frame.format(u64::MAX);
+    match a.url.proto {
+        Proto::Tcp if a.size as u64 > FrameFormat::max_expressible(a.frame.length_field_bytes) => {
+            bail!(
+                "-s {} does not fit a {}-byte length field (max {})",
+                a.size,
+                a.frame.length_field_bytes,
+                FrameFormat::max_expressible(a.frame.length_field_bytes)
+            )
+        }
+        Proto::Tcp if a.size > 64 << 20 => bail!(
+            "-s {} is over the 64 MiB the generator allows per frame",
+            a.size
+        ),
+        Proto::Udp if a.size > MAX_DATAGRAM => bail!(
+            "-s {} is over the largest UDP payload ({MAX_DATAGRAM})",
+            a.size
+        ),
+        Proto::Udp if a.sockperf && a.size < SOCKPERF_HEADER => bail!(
+            "--sockperf needs -s >= {SOCKPERF_HEADER} (its header), got {}",
+            a.size
+        ),
+        Proto::Tcp if a.sockperf => bail!("--sockperf applies to udp:// targets only"),
+        _ => Ok((depth, format)),
+    }
+}
+
+async fn bench(a: &Args) -> Result<Report> {
+    let (depth, format) = check(a)?;
+    let start = Instant::now();
+    let plan = Plan {
+        warm_end: start + a.warmup,
+        end: start + a.warmup + a.duration,
+        loss_timeout: a.loss_timeout,
+    };
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for th in 0..a.threads {
+        let conns: Vec<usize> = (th..a.connections).step_by(a.threads).collect();
+        if conns.is_empty() {
+            continue;
+        }
+        let (a, progress) = (a.clone(), progress.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("bench-{th}"))
+            .spawn(move || generator(&a, depth, format, plan, progress, conns.len()))?;
+        handles.push(h);
+    }
+    let joined = tokio::task::spawn_blocking(move || {
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+    });
+    tokio::pin!(joined);
+    let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut last = 0;
+    let results = loop {
+        tokio::select! {
+            r = &mut joined => break r?,
+            _ = tick.tick(), if !a.quiet => {
+                let now = progress.load(Ordering::Relaxed);
+                let phase = if Instant::now() < plan.warm_end { "warm-up" } else { "measuring" };
+                eprint!("\r{phase:9} {:>5.1}s  {:>12.0} msgs/s   ", start.elapsed().as_secs_f64(), (now - last) as f64);
+                let _ = std::io::stderr().flush();
+                last = now;
+            }
+        }
+    };
+    if !a.quiet {
+        eprintln!();
+    }
+    let mut total = Tally::new();
+    for r in results {
+        match r {
+            Ok(t) => total.merge(t),
+            Err(_) => total.errors.push("a generator thread panicked".into()),
+        }
+    }
+    Ok(report(a, depth, total, progress.load(Ordering::Relaxed)))
+}
+
+/// One generator thread: a current-thread runtime running `n` connections to completion.
+fn generator(
+    a: &Args,
+    depth: usize,
+    format: FrameFormat,
+    plan: Plan,
+    progress: Arc<AtomicU64>,
+    n: usize,
+) -> Tally {
+    let tally = Rc::new(RefCell::new(Tally::new()));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tally
+                .borrow_mut()
+                .errors
+                .push(format!("cannot start a generator runtime: {e}"));
+            return Rc::try_unwrap(tally)
+                .map(RefCell::into_inner)
+                .unwrap_or_else(|_| Tally::new());
+        }
+    };
+    let payload = Payload::new(a.size, a.sockperf);
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let rec = Recorder {
+            tally: tally.clone(),
+            progress,
+            plan,
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (rec, payload, proto, addr) = (rec.clone(), &payload, a.url.proto, a.url.addr);
+            // Each connection is polled by this thread only; borrowing `payload` is fine
+            // because every task is awaited below, before it goes out of scope.
+            tasks.push(async move {
+                let r = match proto {
+                    Proto::Tcp => {
+                        TcpConn {
+                            addr,
+                            format,
+                            payload,
+                            pipeline: depth,
+                            rec: rec.clone(),
+                        }
+                        .run()
+                        .await
+                    }
+                    Proto::Udp => {
+                        UdpConn {
+                            addr,
+                            payload,
+                            window: depth,
+                            rec: rec.clone(),
+                        }
+                        .run()
+                        .await
+                    }
+                };
+                if let Err(e) = r {
+                    rec.tally.borrow_mut().errors.push(format!("{e:#}"));
+                }
+            });
+        }
+        futures_util::future::join_all(tasks).await;
+    });
+    drop(local);
+    Rc::try_unwrap(tally)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|_| Tally::new())
+}
+
+fn report(a: &Args, depth: usize, t: Tally, total_replies: u64) -> Report {
+    let secs = a.duration.as_secs_f64();
+    let us = |q: f64| {
+        if t.hist.is_empty() {
+            0.0
+        } else {
+            t.hist.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let mut errors = t.errors;
+    errors.sort();
+    errors.dedup();
+    Report {
+        url: format!(
+            "{}://{}",
+            if a.url.proto == Proto::Tcp {
+                "tcp"
+            } else {
+                "udp"
+            },
+            a.url.addr
+        ),
+        connections: a.connections,
+        size: a.size,
+        depth,
+        duration_s: secs,
+        messages: t.msgs,
+        total_replies,
+        msgs_per_s: t.msgs as f64 / secs,
+        mb_per_s: t.msgs as f64 * a.size as f64 / secs / 1e6,
+        mismatches: t.mismatches,
+        lost: t.lost,
+        late: t.late,
+        errors,
+        latency_us: Latency {
+            p50: us(0.5),
+            p99: us(0.99),
+            p999: us(0.999),
+            max: if t.hist.is_empty() {
+                0.0
+            } else {
+                t.hist.max() as f64 / 1000.0
+            },
+        },
+    }
+}
+
+fn print_table(r: &Report) {
+    let depth = if r.url.starts_with("tcp") {
+        "pipeline"
+    } else {
+        "window"
+    };
+    println!(
+        "target      {}  connections {}  {depth} {}  size {} B  measured {:.1}s",
+        r.url, r.connections, r.depth, r.size, r.duration_s
     );
-    crate::EXIT_FAILURE
+    println!(
+        "throughput  {:.0} msgs/s  {:.1} MB/s  ({} verified echoes)",
+        r.msgs_per_s, r.mb_per_s, r.messages
+    );
+    let l = &r.latency_us;
+    println!(
+        "latency     p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
+        l.p50, l.p99, l.p999, l.max
+    );
+    println!(
+        "errors      mismatches {}  lost {}  late {}  connection errors {}",
+        r.mismatches,
+        r.lost,
+        r.late,
+        r.errors.len()
+    );
+    for e in &r.errors {
+        println!("  {e}");
+    }
 }

@@ -3,6 +3,9 @@
 //! `bench` (load generator). They share URL parsing and the frame format.
 
 pub mod bench;
+mod bench_msg;
+mod bench_tcp;
+mod bench_udp;
 pub mod listen;
 pub mod probe;
 pub mod send;

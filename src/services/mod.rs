@@ -15,6 +15,8 @@ pub mod tcp_conn;
 pub mod tcp_echo;
 pub mod udp_echo;
 pub mod udp_guard;
+#[cfg(target_os = "linux")]
+mod udp_mmsg;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

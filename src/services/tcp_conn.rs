@@ -11,6 +11,11 @@
 //! Writing before reading more is the backpressure: a peer that never reads
 //! stalls only its own connection.
 //!
+//! Hot path: after a read that returned data the socket is tried again at once
+//! (no select, no cancellation waiters); only an empty socket makes us wait.
+//! A per-turn cap ([`TURN_READS`], [`TURN_BYTES`]) then yields to the runtime,
+//! so one busy peer cannot starve the others and the timers are still checked.
+//!
 //! Ends: EOF at a boundary (half-close: we shut our write side after echoing
 //! everything), EOF mid-frame, an oversized header, idle or frame timeout, a
 //! write that stalls for `idle_timeout`, a graceful stop (echo what already
@@ -36,6 +41,11 @@ use crate::net;
 const MIN_READ: usize = 4 * 1024;
 /// Largest single read: big reads amortise syscalls under pipelined load.
 const MAX_READ: usize = 64 * 1024;
+/// Per-turn cap: after this many reads, or [`TURN_BYTES`], taken back to back
+/// without waiting, a connection yields so one busy peer cannot starve the
+/// others on its runtime thread (and the timers get checked).
+const TURN_READS: u32 = 32;
+const TURN_BYTES: usize = 512 * 1024;
 
 pub(crate) struct Conn {
     pub format: FrameFormat,
@@ -62,7 +72,7 @@ enum End {
 }
 
 impl Conn {
-    pub async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
+    pub async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
         let m = &self.ctx.metrics;
         m.active.inc();
         let end = self.echo(&mut stream).await;
@@ -125,6 +135,12 @@ impl Conn {
         let timer = tokio::time::sleep(idle);
         tokio::pin!(timer);
 
+        // The last read returned data, so the socket may hold more: try it
+        // before building the select (whose cancellation waiters take a lock each).
+        let mut maybe_more = false;
+        // Reads and bytes taken on that fast path since this connection last yielded.
+        let (mut turn_reads, mut turn_bytes) = (0u32, 0usize);
+
         loop {
             if buf.is_empty() {
                 frame_started = None;
@@ -135,7 +151,21 @@ impl Conn {
             }
             // When draining with nothing pending we only take what already arrived.
             let wait = !(draining && buf.is_empty());
-            if wait {
+            let fast = wait && maybe_more && turn_reads < TURN_READS && turn_bytes < TURN_BYTES;
+            if fast {
+                if abort.is_cancelled() {
+                    return Ok(End::Aborted);
+                }
+                if !draining && drain.is_cancelled() {
+                    draining = true;
+                    continue;
+                }
+            } else if wait {
+                if maybe_more {
+                    // Per-turn cap: this connection had its share; let the others run.
+                    tokio::task::yield_now().await;
+                }
+                (turn_reads, turn_bytes) = (0, 0);
                 tokio::select! {
                     biased;
                     _ = abort.cancelled() => return Ok(End::Aborted),
@@ -170,10 +200,14 @@ impl Conn {
                         stream.shutdown().await?;
                         return Ok(End::Drained);
                     }
+                    maybe_more = false;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
+            maybe_more = true;
+            turn_reads += 1;
+            turn_bytes += n;
             if n == read_size {
                 read_size = (read_size * 2).min(MAX_READ);
             }
@@ -221,6 +255,20 @@ impl Conn {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+        if !out.is_empty() {
+            // Boxed: the waiting state is large and rarely needed, and keeping it out
+            // of the connection's future keeps every idle connection small.
+            if let Some(end) = Box::pin(self.write_rest(stream, out)).await? {
+                return Ok(Some(end));
+            }
+            // The peer took our bytes after a wait: that is activity too.
+            *last_activity = Instant::now();
+        }
+        Ok(None)
+    }
+
+    /// The slow path of [`Self::write_back`]: wait for room in the socket buffer.
+    async fn write_rest(&self, stream: &mut TcpStream, mut out: &[u8]) -> io::Result<Option<End>> {
         let stall = self.cfg.idle_timeout.max(Duration::from_millis(1));
         while !out.is_empty() {
             tokio::select! {
@@ -235,7 +283,6 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        *last_activity = Instant::now();
         Ok(None)
     }
 }

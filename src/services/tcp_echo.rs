@@ -80,6 +80,12 @@ impl Bound {
         let exhausted = ctx.metrics.error_counter("accept_resources");
         let mut backoff = MIN_BACKOFF;
         let mut warn_limit = RateLimited::new(Duration::from_secs(5));
+        // One copy of what every connection reads, shared: a connection holds only an Arc to it.
+        let shared = Arc::new(tcp_conn::Conn {
+            format,
+            cfg: cfg.clone(),
+            ctx: ctx.clone(),
+        });
         loop {
             let permit = tokio::select! {
                 biased;
@@ -120,11 +126,7 @@ impl Bound {
                 continue;
             }
             ctx.metrics.accepted.inc();
-            let conn = tcp_conn::Conn {
-                format,
-                cfg: cfg.clone(),
-                ctx: ctx.clone(),
-            };
+            let conn = shared.clone();
             ctx.tracker.spawn(
                 async move {
                     conn.serve(stream, peer).await;

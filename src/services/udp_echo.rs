@@ -8,6 +8,7 @@
 //! from one send or one receive (ICMP port unreachable surfacing as
 //! ECONNREFUSED, WSAECONNRESET on Windows) are counted and the loop goes on.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +17,15 @@ use anyhow::{Context, Result};
 use tokio::net::UdpSocket;
 use tracing::debug;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::ServiceCtx;
 use super::udp_guard::{Guard, Verdict};
+#[cfg(target_os = "linux")]
+use super::udp_mmsg;
 use crate::config::{Compat, UdpEchoConfig};
 use crate::logging::RateLimited;
+use crate::metrics::ServiceMetrics;
 use crate::net::{self, Role};
 
 #[derive(Clone)]
@@ -62,15 +68,80 @@ impl Bound {
     }
 
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
-        let cfg = &self.cfg;
-        let m = &ctx.metrics;
-        let oversize = m.drop_counter("oversize");
-        let send_full = m.drop_counter("send_buffer_full");
-        let recv_errors = m.error_counter("recv");
-        let send_errors = m.error_counter("send");
-        let mut guard = Guard::new(&cfg.blocked_source_ports, cfg.rate_limit, m);
-        let mut log_limit = RateLimited::new(Duration::from_secs(5));
-        let mut buf = vec![0u8; cfg.max_datagram_bytes + 1];
+        let mut echo = Echo::new(&self.cfg, &ctx);
+        #[cfg(target_os = "linux")]
+        self.run_batched(&ctx, &mut echo).await?;
+        #[cfg(not(target_os = "linux"))]
+        self.run_single(&ctx, &mut echo).await?;
+        Ok(())
+    }
+
+    /// Linux: up to `BATCH` datagrams per `recvmmsg`, their replies in one `sendmmsg`.
+    #[cfg(target_os = "linux")]
+    async fn run_batched(&self, ctx: &ServiceCtx, echo: &mut Echo) -> Result<()> {
+        let mut batch = udp_mmsg::Batch::new(self.cfg.max_datagram_bytes + 1);
+        let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
+        loop {
+            // One batch per turn: `readable()` returns at once while data is queued, and
+            // counts against tokio's cooperative budget, so a flood cannot starve other tasks.
+            tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => break,
+                r = self.socket.readable() => r.context("wait for datagrams")?,
+            }
+            let n = match batch.recv(&self.socket) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    echo.recv_error(&e);
+                    continue;
+                }
+            };
+            replies.clear();
+            let mut bytes = 0;
+            for i in 0..n {
+                let (src, data) = batch.datagram(i);
+                bytes += data.len();
+                if let Some(src) = src
+                    && echo.accept(src, data)
+                {
+                    replies.push(i);
+                }
+            }
+            echo.m.msgs_in.inc_by(n as u64);
+            echo.m.bytes_in.inc_by(bytes as u64);
+            let mut done = 0;
+            while done < replies.len() {
+                match batch.send(&self.socket, &replies[done..]) {
+                    Ok(k) => {
+                        let sent_bytes: usize = replies[done..done + k]
+                            .iter()
+                            .map(|&i| batch.datagram(i).1.len())
+                            .sum();
+                        echo.m.msgs_out.inc_by(k as u64);
+                        echo.m.bytes_out.inc_by(sent_bytes as u64);
+                        done += k;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Send queue full: these replies are dropped (counted), like a full queue would.
+                        echo.send_full.inc_by((replies.len() - done) as u64);
+                        break;
+                    }
+                    Err(e) => {
+                        let src = batch.datagram(replies[done]).0;
+                        echo.send_error(src, &e);
+                        done += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Portable path: one `recv_from` and one `send_to` per datagram.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    async fn run_single(&self, ctx: &ServiceCtx, echo: &mut Echo) -> Result<()> {
+        let mut buf = vec![0u8; self.cfg.max_datagram_bytes + 1];
         loop {
             let received = tokio::select! {
                 biased;
@@ -80,43 +151,89 @@ impl Bound {
             let (n, src) = match received {
                 Ok(ok) => ok,
                 Err(e) => {
-                    recv_errors.inc();
-                    if let Some(suppressed) = log_limit.allow() {
-                        debug!(error = %e, suppressed, "receive error (often an ICMP unreachable from an earlier reply); continuing");
-                    }
+                    echo.recv_error(&e);
                     continue;
                 }
             };
-            m.msgs_in.inc();
-            m.bytes_in.inc_by(n as u64);
-            if n > cfg.max_datagram_bytes {
-                oversize.inc();
-                continue;
-            }
-            if guard.check(src) != Verdict::Reply {
-                continue;
-            }
+            echo.m.msgs_in.inc();
+            echo.m.bytes_in.inc_by(n as u64);
             let reply = &mut buf[..n];
-            if cfg.compat == Compat::Sockperf {
-                sockperf_reply(reply);
+            if !echo.accept(src, reply) {
+                continue;
             }
             match self.socket.try_send_to(reply, src) {
                 Ok(_) => {
-                    m.msgs_out.inc();
-                    m.bytes_out.inc_by(n as u64);
+                    echo.m.msgs_out.inc();
+                    echo.m.bytes_out.inc_by(n as u64);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    send_full.inc();
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    echo.send_full.inc();
                 }
-                Err(e) => {
-                    send_errors.inc();
-                    if let Some(suppressed) = log_limit.allow() {
-                        debug!(%src, error = %e, suppressed, "send error; continuing");
-                    }
-                }
+                Err(e) => echo.send_error(Some(src), &e),
             }
         }
         Ok(())
+    }
+}
+
+/// What both receive paths share: the size limit, the guards, the compat
+/// rewrite, and the counters and rate-limited logs of drops and errors.
+struct Echo {
+    m: ServiceMetrics,
+    max: usize,
+    compat: Compat,
+    guard: Guard,
+    oversize: Counter,
+    send_full: Counter,
+    recv_errors: Counter,
+    send_errors: Counter,
+    log_limit: RateLimited,
+}
+
+impl Echo {
+    fn new(cfg: &UdpEchoConfig, ctx: &ServiceCtx) -> Echo {
+        let m = &ctx.metrics;
+        Echo {
+            max: cfg.max_datagram_bytes,
+            compat: cfg.compat,
+            guard: Guard::new(&cfg.blocked_source_ports, cfg.rate_limit, m),
+            oversize: m.drop_counter("oversize"),
+            send_full: m.drop_counter("send_buffer_full"),
+            recv_errors: m.error_counter("recv"),
+            send_errors: m.error_counter("send"),
+            log_limit: RateLimited::new(Duration::from_secs(5)),
+            m: m.clone(),
+        }
+    }
+
+    /// Should `data` from `src` be echoed? Oversized datagrams and refused
+    /// sources are counted and dropped; an accepted one is made into its reply in place.
+    fn accept(&mut self, src: SocketAddr, data: &mut [u8]) -> bool {
+        if data.len() > self.max {
+            self.oversize.inc();
+            return false;
+        }
+        if self.guard.check(src) != Verdict::Reply {
+            return false;
+        }
+        if self.compat == Compat::Sockperf {
+            sockperf_reply(data);
+        }
+        true
+    }
+
+    fn recv_error(&mut self, e: &io::Error) {
+        self.recv_errors.inc();
+        if let Some(suppressed) = self.log_limit.allow() {
+            debug!(error = %e, suppressed, "receive error (often an ICMP unreachable from an earlier reply); continuing");
+        }
+    }
+
+    fn send_error(&mut self, src: Option<SocketAddr>, e: &io::Error) {
+        self.send_errors.inc();
+        if let Some(suppressed) = self.log_limit.allow() {
+            debug!(src = ?src, error = %e, suppressed, "send error; continuing");
+        }
     }
 }
 
