@@ -4,6 +4,8 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -300,4 +302,40 @@ fn changing_only_timeouts_hands_the_same_socket_over() {
         "new idle_timeout not applied: {:?}",
         t.elapsed()
     );
+}
+
+#[test]
+fn removing_a_broadcast_service_sends_its_goodbye_once() {
+    netns::enter(); // broadcast only inside a namespace of our own
+    let socat = netns::Peer::spawn("socat", &["-u", "UDP4-RECV:17171,reuseaddr", "STDOUT"]);
+    netns::wait_udp_bound(17171, false);
+    let echo = svc("a", 0, "");
+    let announcer = "[[broadcast]]\nname = \"ann\"\ndestination = \"127.255.255.255:17171\"\n\
+                     bind = \"127.0.0.1:0\"\ninterval = \"100ms\"\njitter = \"10ms\"\n\
+                     payload = \"hello seq={seq}\\n\"\ngoodbye = \"bye seq={seq}\\n\"\n";
+    let d = Daemon::start(&format!("{NO_WATCH}{echo}{announcer}"));
+    socat.wait_lines(|l| l.len() >= 3, WAIT);
+    d.write_config(&format!("{NO_WATCH}{echo}"));
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(|l| l["action"] == "stopped" && l["service"] == "ann", WAIT)
+            .is_some()
+    );
+    let lines = socat.wait_lines(|l| l.iter().any(|x| x.starts_with("bye")), WAIT);
+    std::thread::sleep(Duration::from_millis(400)); // nothing may follow the goodbye
+    let after = socat.lines();
+    assert_eq!(
+        after.iter().filter(|l| l.starts_with("bye")).count(),
+        1,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.last().map(String::as_str),
+        lines
+            .iter()
+            .find(|l| l.starts_with("bye"))
+            .map(String::as_str),
+        "announcements continued after the goodbye: {after:?}"
+    );
+    echo_once(&mut connect(d.addr("a")), b"echo unaffected");
 }
