@@ -561,3 +561,83 @@ fn join_without_interface_says_where_the_kernel_put_it() {
     );
     d.assert_clean(&[]);
 }
+
+fn reloadable(payload: &str, reply: &str, with_announcer: bool) -> String {
+    let mut s = format!(
+        "[[multicast]]\nname = \"g\"\ngroup = \"239.255.70.80\"\nport = 17081\ninterface = \"127.0.0.1\"\nreply = \"{reply}\"\n"
+    );
+    if with_announcer {
+        s += &format!(
+            "[[broadcast]]\nname = \"a\"\ndestination = \"127.255.255.255:17072\"\nbind = \"127.0.0.1:0\"\ninterval = \"100ms\"\njitter = \"0ms\"\npayload = \"{payload} seq={{seq}}\\n\"\ngoodbye = \"bye seq={{seq}}\\n\"\n"
+        );
+    }
+    s
+}
+
+#[test]
+fn reload_keeps_socket_sequence_and_membership_and_removal_says_goodbye() {
+    netns::enter();
+    let socat = Peer::spawn("socat", &["-u", "UDP4-RECV:17072,reuseaddr", "STDOUT"]);
+    netns::wait_udp_bound(17072, false);
+    let d = Daemon::start(&reloadable("old", "none", true));
+    let pid = d.pid().to_string();
+    let group = ("lo".to_string(), "239.255.70.80".parse().unwrap());
+    socat.wait_lines(|l| l.len() >= 3, WAIT);
+
+    // Settings-only change: same sockets, so no goodbye, seq continues, group stays joined.
+    d.write_config(&reloadable("new", "echo", true));
+    let l = socat.wait_lines(
+        |l| l.iter().filter(|x| x.starts_with("new")).count() >= 3,
+        WAIT,
+    );
+    assert!(
+        !l.iter().any(|x| x.starts_with("bye")),
+        "a handover must not say goodbye: {l:?}"
+    );
+    let seqs: Vec<u64> = l.iter().map(|x| field(x, "seq=").unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "seq must continue across the handover: {l:?}"
+    );
+    assert!(
+        netns::igmp(&pid).contains(&group),
+        "a handover must keep the membership"
+    );
+    let (code, _) = tool(&[
+        "send",
+        "udp://239.255.70.80:17081",
+        "x",
+        "--interface",
+        "127.0.0.1",
+        "--expect-reply",
+        "--wait",
+        "500ms",
+    ]);
+    assert_eq!(
+        code, 0,
+        "the new reply = \"echo\" applies on the handed-over socket"
+    );
+
+    // Removal: one goodbye with the next seq.
+    d.write_config(&reloadable("new", "echo", false));
+    let l = socat.wait_lines(|l| l.iter().any(|x| x.starts_with("bye")), WAIT);
+    let last = l.last().unwrap();
+    assert!(
+        last.starts_with("bye"),
+        "goodbye is the last datagram: {l:?}\nlogs:\n{}",
+        d.dump()
+    );
+    assert_eq!(
+        field(last, "seq="),
+        Some(l.len() as u64 - 1),
+        "goodbye takes the next seq: {l:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(socat.lines().len(), l.len(), "nothing after the goodbye");
+    assert!(
+        netns::igmp(&pid).contains(&group),
+        "the unchanged group stays joined"
+    );
+    d.assert_clean(&[]);
+}
