@@ -492,9 +492,18 @@ reply = "echo"
     d.assert_clean(&[]);
 }
 
+/// Log lines of `service` whose message contains `text`.
+fn logs_of(d: &Daemon, service: &str, text: &str) -> usize {
+    d.count_logs(|l| {
+        l["span"]["service"] == service && l["message"].as_str().is_some_and(|m| m.contains(text))
+    })
+}
+
 #[test]
-fn unreachable_destination_is_one_warning_and_the_announcer_keeps_going() {
+fn send_errors_are_one_clear_warning_and_the_announcer_keeps_going() {
     netns::enter();
+    // A "prohibit" route makes sendto fail with EACCES, like a firewall reject.
+    netns::sh("ip route add prohibit 10.8.0.0/16");
     let d = Daemon::start(
         r#"
 [[broadcast]]
@@ -502,38 +511,64 @@ name = "lost"
 destination = "10.9.255.255:17079"
 interval = "50ms"
 jitter = "0ms"
+[[broadcast]]
+name = "forbidden"
+destination = "10.8.255.255:17079"
+interval = "50ms"
+jitter = "0ms"
 "#,
     );
-    let warn = d
-        .wait_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("cannot send announcement"))
-            },
-            WAIT,
-        )
-        .unwrap_or_else(|| panic!("no send warning; logs:\n{}", d.dump()));
+    for (service, cause) in [
+        ("lost", "network unreachable"),
+        (
+            "forbidden",
+            "permission denied: broadcast needs SO_BROADCAST",
+        ),
+    ] {
+        let w = d
+            .wait_log(
+                |l| {
+                    l["span"]["service"] == service
+                        && l["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("cannot send announcement"))
+                },
+                WAIT,
+            )
+            .unwrap_or_else(|| panic!("no send warning for {service}; logs:\n{}", d.dump()));
+        assert!(w["message"].as_str().unwrap().contains(cause), "{w}");
+        assert!(
+            w["destination"].as_str().unwrap().starts_with("10."),
+            "names the address: {w}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500)); // ~10 more failed intervals each
+    for service in ["lost", "forbidden"] {
+        assert_eq!(
+            logs_of(&d, service, "cannot send announcement"),
+            1,
+            "{service}: warning not rate-limited"
+        );
+    }
+    // The network appears: the next interval gets through, nothing was restarted.
+    let rx = UdpSocket::bind("0.0.0.0:17079").unwrap();
+    rx.set_read_timeout(Some(WAIT)).unwrap();
+    netns::sh("ip addr add 10.9.0.1/16 dev lo");
+    let mut buf = [0u8; 600];
+    let (n, _) = rx
+        .recv_from(&mut buf)
+        .expect("announcements resume once the route exists");
     assert!(
-        warn["message"]
-            .as_str()
+        std::str::from_utf8(&buf[..n])
             .unwrap()
-            .contains("network unreachable"),
-        "{warn}"
-    );
-    assert_eq!(warn["destination"], "10.9.255.255:17079");
-    std::thread::sleep(Duration::from_millis(500)); // ~10 more failed intervals
-    assert_eq!(
-        d.count_logs(|l| l["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("cannot send announcement"))),
-        1,
-        "warning not rate-limited"
+            .starts_with("netservd lost"),
+        "{:?}",
+        &buf[..n]
     );
     assert_eq!(
         d.count_logs(|l| l["message"] == "service failed"),
         0,
-        "the announcer died of a send error"
+        "an announcer died of a send error"
     );
     d.assert_clean(&[]);
 }

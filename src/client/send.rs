@@ -133,8 +133,22 @@ async fn udp(a: &Args) -> Result<u64> {
         s.send_to(&msg, dest).await.with_context(|| {
             format!("send to {dest} (broadcast and group sends need a route; see --interface)")
         })?;
-        let until = Instant::now() + if i + 1 == a.count { a.wait } else { a.interval };
-        while let Ok(r) = tokio::time::timeout_at(until, s.recv_from(&mut buf)).await {
+        let pause = if i + 1 == a.count { a.wait } else { a.interval };
+        let until = Instant::now() + pause;
+        loop {
+            // With no pause (`--interval 0s`) only take what is already there:
+            // a timer, even an expired one, costs a millisecond tick per send.
+            let r = if pause.is_zero() {
+                match s.try_recv_from(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    r => r,
+                }
+            } else {
+                match tokio::time::timeout_at(until, s.recv_from(&mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
             match r {
                 Ok((n, src)) => {
                     replies += 1;
