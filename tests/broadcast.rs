@@ -281,3 +281,35 @@ fn reload_keeps_socket_sequence_and_membership_and_removal_says_goodbye() {
     );
     d.assert_clean(&[]);
 }
+
+#[test]
+fn ipv6_group_destination_goes_out_the_scope_id_interface() {
+    netns::enter();
+    netns::veth();
+    let out = netns::sh("ip -o link show nsa");
+    let index: u32 = out
+        .split(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("ifindex of nsa");
+    let socat = Peer::spawn(
+        "socat",
+        &[
+            "-u",
+            "UDP6-RECV:17073,reuseaddr,ipv6-join-group=[ff12::7070]:nsb",
+            "STDOUT",
+        ],
+    );
+    netns::wait_udp_bound(17073, true);
+    let d = Daemon::start(&format!(
+        "[[broadcast]]\nname = \"six\"\ndestination = \"[ff12::7070%{index}]:17073\"\ninterval = \"100ms\"\njitter = \"0ms\"\npayload = \"six seq={{seq}}\\n\"\n[broadcast.socket]\nmulticast_ttl = 1\n"
+    ));
+    let lines = socat.wait_lines(|l| l.len() >= 2, WAIT);
+    assert!(
+        lines.len() >= 2 && lines[0] == "six seq=0",
+        "socat joined on nsb heard: {lines:?}"
+    );
+    d.assert_clean(&[]);
+}

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use super::listen::line;
+use super::listen::{line, print};
 use super::{FrameArgs, Proto, Target, parse_duration};
 use crate::services::mcast_join::{if_index, unspecified};
 use crate::{EXIT_FAILURE, EXIT_OK};
@@ -152,7 +152,8 @@ async fn udp(a: &Args) -> Result<u64> {
             match r {
                 Ok((n, src)) => {
                     replies += 1;
-                    println!("reply {}", line(src, &buf[..n], a.hex));
+                    print(&format!("reply {}", line(src, &buf[..n], a.hex)))
+                        .context("write to stdout")?;
                 }
                 // ICMP port unreachable from an earlier unicast send: nobody listens there.
                 Err(e) => eprintln!("receive: {e}"),
@@ -186,7 +187,8 @@ async fn tcp(a: &Args) -> Result<u64> {
         loop {
             while let Some(frame) = fmt.decode(&mut inbuf)? {
                 replies += 1;
-                println!("reply {}", line(a.url.addr, &frame, a.hex));
+                print(&format!("reply {}", line(a.url.addr, &frame, a.hex)))
+                    .context("write to stdout")?;
             }
             match tokio::time::timeout_at(until, s.read_buf(&mut inbuf)).await {
                 Err(_) => break,
