@@ -108,8 +108,19 @@ async fn listen(a: &Args) -> Result<i32> {
             }
         };
         got += 1;
-        println!("{}", line(src, &buf[..n], a.hex));
+        if print(&line(src, &buf[..n], a.hex)).is_err() {
+            return Ok(EXIT_OK); // the reader went away (`| head`): stop quietly
+        }
     }
+}
+
+/// One line on stdout; an error (a closed pipe) tells the caller to stop
+/// instead of panicking as `println!` would.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
 }
 
 /// `SENDER SIZE bytes: PAYLOAD`, as text when printable, else hex.

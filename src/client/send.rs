@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use super::listen::line;
+use super::listen::{line, print};
 use super::{FrameArgs, Proto, Target, parse_duration};
 use crate::services::mcast_join::{if_index, unspecified};
 use crate::{EXIT_FAILURE, EXIT_OK};
@@ -133,12 +133,27 @@ async fn udp(a: &Args) -> Result<u64> {
         s.send_to(&msg, dest).await.with_context(|| {
             format!("send to {dest} (broadcast and group sends need a route; see --interface)")
         })?;
-        let until = Instant::now() + if i + 1 == a.count { a.wait } else { a.interval };
-        while let Ok(r) = tokio::time::timeout_at(until, s.recv_from(&mut buf)).await {
+        let pause = if i + 1 == a.count { a.wait } else { a.interval };
+        let until = Instant::now() + pause;
+        loop {
+            // With no pause (`--interval 0s`) only take what is already there:
+            // a timer, even an expired one, costs a millisecond tick per send.
+            let r = if pause.is_zero() {
+                match s.try_recv_from(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    r => r,
+                }
+            } else {
+                match tokio::time::timeout_at(until, s.recv_from(&mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
             match r {
                 Ok((n, src)) => {
                     replies += 1;
-                    println!("reply {}", line(src, &buf[..n], a.hex));
+                    print(&format!("reply {}", line(src, &buf[..n], a.hex)))
+                        .context("write to stdout")?;
                 }
                 // ICMP port unreachable from an earlier unicast send: nobody listens there.
                 Err(e) => eprintln!("receive: {e}"),
@@ -172,7 +187,8 @@ async fn tcp(a: &Args) -> Result<u64> {
         loop {
             while let Some(frame) = fmt.decode(&mut inbuf)? {
                 replies += 1;
-                println!("reply {}", line(a.url.addr, &frame, a.hex));
+                print(&format!("reply {}", line(a.url.addr, &frame, a.hex)))
+                    .context("write to stdout")?;
             }
             match tokio::time::timeout_at(until, s.read_buf(&mut inbuf)).await {
                 Err(_) => break,

@@ -581,6 +581,10 @@ fn worst_case_services(cfg: &Config) -> String {
             SocketAddr::new(u.listen.ip(), 65535)
         ));
     }
+    // Other announcers appear in `{services}` too (an announcer leaves out only itself).
+    for b in &cfg.broadcast {
+        s.push(format!("{}=udp://{}", b.name, b.destination));
+    }
     for m in &cfg.multicast {
         s.push(format!(
             "{}=udp://{}",

@@ -151,10 +151,15 @@ impl Bound {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        // A pause (reload rebinding our address) cancels only `stop`; a handover
-        // leaves another Bound on this socket (the supervisor's copy and ours make two).
+        // Shutdown and removal cancel `stop` then `drain` back to back (we may wake
+        // between the two, on another thread); a pause (a reload rebinding our
+        // address, maybe rolled back) cancels only `stop`. A handover leaves
+        // another Bound on this socket (the supervisor's copy and ours make two).
+        let leaving = tokio::time::timeout(Duration::from_millis(200), ctx.drain.cancelled())
+            .await
+            .is_ok();
         let handed_over = Arc::strong_count(&self.shared) > 2;
-        if ctx.drain.is_cancelled() && !handed_over && !goodbye.is_empty() {
+        if leaving && !handed_over && !goodbye.is_empty() {
             sender.send(&goodbye).await;
             info!(destination = %cfg.destination, "goodbye sent");
         }

@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{Daemon, WAIT, netservd};
+
 /// Moves this thread into a new network namespace: `lo` up with multicast on
 /// and 224.0.0.0/4 routed to it, so IPv4 broadcast (127.255.255.255) and
 /// groups joined on 127.0.0.1 work without any real interface.
@@ -189,4 +191,32 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub const SIGTERM: i32 = 15;
+
+/// Runs `netservd ARGS` in the test's namespace: (exit code, stdout).
+pub fn tool(args: &[&str]) -> (i32, String) {
+    let (code, out, err) = netservd(args, None);
+    eprintln!("netservd {args:?} -> {code}\nstdout:\n{out}stderr:\n{err}");
+    (code, out)
+}
+
+/// SIGTERM, then a clean exit 0.
+pub fn stop(d: &mut Daemon) {
+    d.signal(SIGTERM);
+    let status = d
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("daemon did not exit after SIGTERM; logs:\n{}", d.dump()));
+    assert!(
+        status.success(),
+        "daemon exited with {status:?}; logs:\n{}",
+        d.dump()
+    );
+}
+
+/// The number after `key=` in `line`.
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.parse().ok())
 }
