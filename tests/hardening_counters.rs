@@ -2,7 +2,9 @@
 //! and run in-process (`Spec::bind`, `Bound::run`) on real loopback sockets
 //! with a `Metrics` registry the test keeps, so each guard's counter can be
 //! checked exactly, several reasons on one service, without an admin port.
-//! (The binary's tests read the same counters over `/metrics`.)
+//! (The binary's tests read the same counters over `/metrics`.) Linux only:
+//! it sends from several 127.0.0.x addresses and times a token bucket.
+#![cfg(target_os = "linux")]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};
