@@ -24,6 +24,12 @@ fn sigterm_echoes_every_frame_in_flight_then_exits_0() {
     for c in 0..4u8 {
         let mut s = TcpStream::connect(d.addr("echo")).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
+        // One round trip first: the connection is accepted, not waiting in the
+        // backlog (a listener closed at shutdown resets what it never accepted).
+        let hello = frame(4, true, b"accepted?");
+        s.write_all(&hello).unwrap();
+        let mut back = vec![0; hello.len()];
+        s.read_exact(&mut back).unwrap();
         let mut sent = Vec::new();
         for i in 0..300u32 {
             sent.extend(frame(4, true, &[c, (i % 251) as u8, 7, 7, 7, 7, 7, 7]));
