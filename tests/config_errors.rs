@@ -229,3 +229,55 @@ fn shipped_config_checks_clean_and_default_path_falls_back_to_builtin() {
     assert_eq!(code, 0);
     assert!(out.contains("<built-in config.toml>: ok"), "{out}");
 }
+
+#[test]
+fn values_the_kernel_or_the_clock_would_refuse_are_config_errors() {
+    expect_error(
+        &format!("{BASE}idle_timeout = \"300000y\"\n"),
+        "4:16",
+        "idle_timeout = ",
+    );
+    expect_error(
+        &format!("{BASE}[tcp_echo.socket]\nlinger = \"500ms\"\n"),
+        "5:10",
+        "SO_LINGER takes whole seconds",
+    );
+    expect_error(
+        &format!("{BASE}[tcp_echo.socket]\nkeepalive = {{ idle = \"40000s\" }}\n"),
+        "5:13",
+        "must be whole seconds from 1s to 32767s",
+    );
+    expect_error(
+        &format!("{BASE}[tcp_echo.socket]\nkeepalive = {{ retries = 500 }}\n"),
+        "5:13",
+        "retries = 500 is out of range 1..=127",
+    );
+    expect_error(
+        "[[broadcast]]\nname = \"b\"\ndestination = \"127.255.255.255:7070\"\npayload = \"x {seq\"\n",
+        "4:11",
+        "unclosed `{seq`",
+    );
+}
+
+#[test]
+fn a_multicast_listener_overlaps_a_udp_echo_on_its_port() {
+    let cfg = "[[udp_echo]]\nname = \"u\"\nlisten = \"0.0.0.0:17401\"\n\
+               [[multicast]]\nname = \"m\"\ngroup = \"239.1.2.3\"\nport = 17401\n\
+               [[multicast]]\nname = \"m2\"\ngroup = \"239.1.2.4\"\nport = 17401\n";
+    expect_error(
+        cfg,
+        "7:8",
+        "multicast \"m\": udp 0.0.0.0:17401 overlaps service \"u\"",
+    );
+    expect_error(
+        cfg,
+        "11:8",
+        "multicast \"m2\": udp 0.0.0.0:17401 overlaps service \"u\"",
+    );
+    // Two multicast listeners sharing a port is the point of SO_REUSEADDR: they do not clash.
+    let (_, _, err, _d) = check(cfg, &[]);
+    assert!(
+        err.contains("2 error(s)") && !err.contains("overlaps service \"m\""),
+        "{err}"
+    );
+}

@@ -339,3 +339,32 @@ fn removing_a_broadcast_service_sends_its_goodbye_once() {
     );
     echo_once(&mut connect(d.addr("a")), b"echo unaffected");
 }
+
+#[test]
+fn a_new_service_may_take_the_port_a_moved_service_leaves() {
+    let (p1, p2) = (free_port(), free_port());
+    let d = Daemon::start(&format!("{NO_WATCH}{}", svc("a", p1, "")));
+    d.write_config(&format!(
+        "{NO_WATCH}{}{}",
+        svc("a", p2, ""),
+        svc("b", p1, "")
+    ));
+    d.signal(libc::SIGHUP);
+    let line = d
+        .wait_log(
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("reload "))
+            },
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(line["message"], "reload applied", "{}", d.dump());
+    wait_serving(format!("127.0.0.1:{p1}").parse().unwrap());
+    wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    assert!(
+        d.wait_log(|l| l["action"] == "started" && l["service"] == "b", WAIT)
+            .is_some()
+    );
+}

@@ -199,7 +199,7 @@ impl Bound {
         let socket = &self.joined.socket;
         let recv_errors = m.error_counter("recv");
         let send_errors = m.error_counter("send");
-        let mut guard = Guard::new(&DEFAULT_BLOCKED_SOURCE_PORTS, None, m);
+        let mut guard = Guard::new(&DEFAULT_BLOCKED_SOURCE_PORTS, cfg.port, None, m);
         let mut senders: LruCache<SocketAddr, (u64, u64)> =
             LruCache::new(NonZeroUsize::new(MAX_SENDERS).unwrap_or(NonZeroUsize::MIN));
         let mut new_sender_log = RateLimited::new(Duration::from_secs(1));

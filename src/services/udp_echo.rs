@@ -68,7 +68,7 @@ impl Bound {
     }
 
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
-        let mut echo = Echo::new(&self.cfg, &ctx);
+        let mut echo = Echo::new(&self.cfg, self.local.port(), &ctx);
         #[cfg(target_os = "linux")]
         self.run_batched(&ctx, &mut echo).await?;
         #[cfg(not(target_os = "linux"))]
@@ -191,12 +191,12 @@ struct Echo {
 }
 
 impl Echo {
-    fn new(cfg: &UdpEchoConfig, ctx: &ServiceCtx) -> Echo {
+    fn new(cfg: &UdpEchoConfig, own_port: u16, ctx: &ServiceCtx) -> Echo {
         let m = &ctx.metrics;
         Echo {
             max: cfg.max_datagram_bytes,
             compat: cfg.compat,
-            guard: Guard::new(&cfg.blocked_source_ports, cfg.rate_limit, m),
+            guard: Guard::new(&cfg.blocked_source_ports, own_port, cfg.rate_limit, m),
             oversize: m.drop_counter("oversize"),
             send_full: m.drop_counter("send_buffer_full"),
             recv_errors: m.error_counter("recv"),
