@@ -204,7 +204,8 @@ impl Bound {
             LruCache::new(NonZeroUsize::new(MAX_SENDERS).unwrap_or(NonZeroUsize::MIN));
         let mut new_sender_log = RateLimited::new(Duration::from_secs(1));
         let mut error_log = RateLimited::new(Duration::from_secs(5));
-        let mut buf = vec![0u8; crate::MAX_UDP_PAYLOAD + 1];
+        // Room for the largest UDP payload of either family (IPv6: 65527), so nothing is truncated.
+        let mut buf = vec![0u8; 65536];
         loop {
             let received = tokio::select! {
                 biased;

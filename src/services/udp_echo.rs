@@ -82,8 +82,10 @@ impl Bound {
         let mut batch = udp_mmsg::Batch::new(self.cfg.max_datagram_bytes + 1);
         let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
         loop {
-            // One batch per turn: `readable()` returns at once while data is queued, and
-            // counts against tokio's cooperative budget, so a flood cannot starve other tasks.
+            // `readable()` returns at once while data is queued and, unlike
+            // `recv_from`, takes nothing from tokio's cooperative budget: take one
+            // unit per batch so a flood yields to other tasks instead of owning a worker.
+            tokio::task::consume_budget().await;
             tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
