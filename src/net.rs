@@ -24,9 +24,19 @@ pub const DEFAULT_BACKLOG: i32 = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     TcpListener,
+    /// A UDP service that owns its address (udp_echo).
     Udp,
     /// UDP that sends to broadcast addresses (SO_BROADCAST on).
     UdpBroadcast,
+    /// A multicast listener: shares its port with other listeners by design.
+    UdpMulticast,
+}
+
+impl Role {
+    /// Owns its address exclusively: on Windows it gets SO_EXCLUSIVEADDRUSE.
+    fn exclusive(self) -> bool {
+        matches!(self, Role::TcpListener | Role::Udp)
+    }
 }
 
 /// Creates, configures and binds a TCP listener, non-blocking, ready for tokio.
@@ -103,7 +113,7 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
             set("only_v6", sock.set_only_v6(v))?;
         }
     }
-    reuse_address(sock, o.reuse_address.unwrap_or(true), tcp)
+    reuse_address(sock, o.reuse_address.unwrap_or(true), role.exclusive())
         .with_context(|| format!("set socket.reuse_address on {addr}"))?;
     #[cfg(unix)]
     if let Some(v) = o.reuse_port {
@@ -239,10 +249,11 @@ fn keepalive(sock: &Socket, k: Keepalive) -> io::Result<()> {
 
 /// SO_REUSEADDR lets a restarted daemon bind while old connections sit in
 /// TIME_WAIT. On Windows it would instead let another process steal a bound
-/// port, so TCP listeners there get SO_EXCLUSIVEADDRUSE.
-fn reuse_address(sock: &Socket, on: bool, tcp_listener: bool) -> io::Result<()> {
+/// port, so sockets that own their address (TCP listeners, UDP echo) get
+/// SO_EXCLUSIVEADDRUSE there; multicast listeners keep SO_REUSEADDR to share.
+fn reuse_address(sock: &Socket, on: bool, exclusive: bool) -> io::Result<()> {
     #[cfg(windows)]
-    if tcp_listener {
+    if exclusive {
         return raw::set(
             sock,
             windows_sys::Win32::Networking::WinSock::SOL_SOCKET,
@@ -250,7 +261,7 @@ fn reuse_address(sock: &Socket, on: bool, tcp_listener: bool) -> io::Result<()> 
             on as i32,
         );
     }
-    let _ = tcp_listener;
+    let _ = exclusive;
     sock.set_reuse_address(on)
 }
 
@@ -321,7 +332,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
     add(
         "reuse_address",
         o.reuse_address.unwrap_or(true).to_string(),
-        if tcp {
+        if role.exclusive() {
             raw::get(
                 &sock,
                 windows_sys::Win32::Networking::WinSock::SOL_SOCKET,

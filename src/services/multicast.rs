@@ -71,7 +71,7 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
         unspecified(cfg.group)
     };
     let addr = SocketAddr::new(bind_ip, cfg.port);
-    let sock = net::udp_unbound(addr, &cfg.socket, Role::Udp)?;
+    let sock = net::udp_unbound(addr, &cfg.socket, Role::UdpMulticast)?;
     if cfg.group.is_ipv6() && cfg.socket.only_v6.is_none() {
         // An IPv6 wildcard socket would otherwise also take IPv4 traffic to this port.
         sock.set_only_v6(true).context("set IPV6_V6ONLY")?;
@@ -165,7 +165,7 @@ impl Bound {
             socket2::SockRef::from(&self.joined.socket),
             self.local.is_ipv6(),
             &self.cfg.socket,
-            Role::Udp,
+            Role::UdpMulticast,
         );
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if self.cfg.socket.multicast_all.is_none() {
