@@ -95,6 +95,8 @@ pub struct Supervisor {
     pub(crate) fixed: (Option<crate::config::AdminConfig>, bool),
     /// Services a reload removed or replaced, still draining.
     pub(crate) retiring: TaskTracker,
+    /// Parent of every service's `abort` token: cancelled at the shutdown deadline.
+    pub(crate) abort_all: CancellationToken,
 }
 
 impl Supervisor {
@@ -115,6 +117,7 @@ impl Supervisor {
             shutdown_timeout: cfg.daemon.shutdown_timeout,
             fixed: (cfg.admin.clone(), cfg.daemon.watch_config),
             retiring: TaskTracker::new(),
+            abort_all: CancellationToken::new(),
         };
         for (spec, b) in bound {
             let r = sup.launch(spec, b, None);
@@ -136,7 +139,7 @@ impl Supervisor {
             None => ServiceCtx {
                 stop: CancellationToken::new(),
                 drain: CancellationToken::new(),
-                abort: CancellationToken::new(),
+                abort: self.abort_all.child_token(),
                 tracker: TaskTracker::new(),
                 metrics: self.metrics.service(spec.name()),
                 directory: self.directory.clone(),
@@ -220,34 +223,43 @@ impl Supervisor {
         for r in &services {
             r.ctx.stop.cancel();
             r.ctx.drain.cancel();
-        }
-        for r in services.iter() {
             r.ctx.tracker.close();
         }
+        self.retiring.close();
         let all_done = async {
             for r in services.iter() {
                 r.ctx.tracker.wait().await;
             }
-            self.retiring.close();
             self.retiring.wait().await;
         };
         let mut cut = 0;
         if tokio::time::timeout_at(deadline, all_done).await.is_err() {
             cut = services.iter().map(|r| r.ctx.tracker.len()).sum();
-            for r in &services {
-                r.ctx.abort.cancel();
-            }
+            // Every service's abort token is a child of this one, including those a
+            // reload is still retiring.
+            self.abort_all.cancel();
             warn!(connections = cut, timeout = ?self.shutdown_timeout, "shutdown timeout reached; resetting connections still open");
-            for r in &services {
-                r.ctx.tracker.wait().await;
+            let reset = async {
+                for r in &services {
+                    r.ctx.tracker.wait().await;
+                }
+                self.retiring.wait().await;
+            };
+            if tokio::time::timeout(Duration::from_secs(2), reset)
+                .await
+                .is_err()
+            {
+                warn!("some connections did not close 2s after being reset; exiting anyway");
             }
         }
-        // Service loops send goodbyes and leave groups on stop; wait for them too.
-        for mut r in services {
-            if let Some(t) = r.task.take() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
-            }
-        }
+        // Service loops send goodbyes and leave groups on stop; wait for them
+        // too, all at once and for a bounded time.
+        let tasks = services.into_iter().filter_map(|mut r| r.task.take());
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            futures_util::future::join_all(tasks),
+        )
+        .await;
         cut
     }
 }
