@@ -52,6 +52,11 @@ pub fn udp_socket(addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<std
 pub fn udp_unbound(addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<Socket> {
     let sock = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     apply(&sock, addr, o, role)?;
+    // Windows reports an ICMP port unreachable (caused by an earlier reply) as
+    // WSAECONNRESET on the next receive. Turn that off; the receive loops
+    // still skip the error should the ioctl be refused.
+    #[cfg(windows)]
+    raw::udp_connreset_off(&sock).context("turn off SIO_UDP_CONNRESET")?;
     Ok(sock)
 }
 
@@ -124,7 +129,7 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
         set(
             "tos",
             if v6 {
-                sock.set_tclass_v6(v)
+                set_tclass_v6(sock, v)
             } else {
                 sock.set_tos_v4(v)
             },
@@ -249,6 +254,31 @@ fn reuse_address(sock: &Socket, on: bool, tcp_listener: bool) -> io::Result<()> 
     sock.set_reuse_address(on)
 }
 
+/// IPV6_TCLASS: socket2 wraps it on Unix only; Windows has the same option.
+fn set_tclass_v6(sock: &Socket, v: u32) -> io::Result<()> {
+    #[cfg(windows)]
+    return raw::set(
+        sock,
+        windows_sys::Win32::Networking::WinSock::IPPROTO_IPV6,
+        windows_sys::Win32::Networking::WinSock::IPV6_TCLASS,
+        v as i32,
+    );
+    #[cfg(not(windows))]
+    sock.set_tclass_v6(v)
+}
+
+fn tclass_v6(sock: &Socket) -> io::Result<u32> {
+    #[cfg(windows)]
+    return raw::get(
+        sock,
+        windows_sys::Win32::Networking::WinSock::IPPROTO_IPV6,
+        windows_sys::Win32::Networking::WinSock::IPV6_TCLASS,
+    )
+    .map(|v| v as u32);
+    #[cfg(not(windows))]
+    sock.tclass_v6()
+}
+
 /// Sets SO_LINGER to zero so that dropping the stream resets it (RST).
 pub fn reset_on_close(stream: &tokio::net::TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
@@ -349,7 +379,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
         add(
             "tos",
             v.to_string(),
-            if v6 { sock.tclass_v6() } else { sock.tos_v4() }.map(|v| v.to_string()),
+            if v6 { tclass_v6(&sock) } else { sock.tos_v4() }.map(|v| v.to_string()),
         );
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -385,7 +415,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
         if let Some(k) = o.keepalive {
             add(
                 "keepalive",
-                show(&k),
+                k.to_string(),
                 sock.keepalive().map(|v| v.to_string()),
             );
             if let Keepalive::On(p) = k {
@@ -403,7 +433,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
                     );
                     add(
                         "keepalive.retries",
-                        show(&p.retries),
+                        p.retries.map_or("os".into(), |r| r.to_string()),
                         sock.tcp_keepalive_retries().map(|v| v.to_string()),
                     );
                 }
@@ -575,6 +605,34 @@ pub(crate) mod raw {
         };
         if rc == 0 {
             Ok(value)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// SIO_UDP_CONNRESET = FALSE: no WSAECONNRESET on receive after an ICMP port unreachable.
+    #[cfg(windows)]
+    pub fn udp_connreset_off(sock: &Socket) -> io::Result<()> {
+        use std::os::windows::io::AsRawSocket;
+        use windows_sys::Win32::Networking::WinSock;
+        let off: u32 = 0; // BOOL FALSE
+        let mut returned = 0u32;
+        // SAFETY: the socket is live; the input is a 4-byte BOOL; no output buffer, no overlapped I/O.
+        let rc = unsafe {
+            WinSock::WSAIoctl(
+                sock.as_raw_socket() as usize,
+                WinSock::SIO_UDP_CONNRESET,
+                (&off as *const u32).cast(),
+                size_of::<u32>() as u32,
+                std::ptr::null_mut(),
+                0,
+                &mut returned,
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        if rc == 0 {
+            Ok(())
         } else {
             Err(io::Error::last_os_error())
         }

@@ -51,6 +51,11 @@ impl Supervisor {
         if text == *current && why != "SIGHUP" {
             return;
         }
+        if (cfg.admin.clone(), cfg.daemon.watch_config) != self.fixed {
+            warn!(
+                "[admin] and daemon.watch_config are read at start only; restart to apply their change"
+            );
+        }
         match self
             .reload(Spec::all(&cfg), cfg.daemon.shutdown_timeout)
             .await
@@ -70,11 +75,7 @@ impl Supervisor {
             }
             Err(e) => {
                 self.metrics.reload("failed");
-                error!(
-                    trigger = why,
-                    error = format!("{e:#}"),
-                    "reload failed: bind error; rolled back, still running the previous config"
-                );
+                error!(trigger = why, error = %format!("{e:#}"), "reload failed: bind error; rolled back, still running the previous config");
             }
         }
     }
@@ -85,19 +86,28 @@ impl Supervisor {
         specs: Vec<Spec>,
         shutdown_timeout: Duration,
     ) -> anyhow::Result<[usize; 4]> {
-        let keep: Vec<String> = specs.iter().map(|s| s.name().to_string()).collect();
+        // Services whose socket survives this reload (unchanged or handed over);
+        // every other old socket may be released to make room for a new one.
+        let keep: Vec<String> = specs
+            .iter()
+            .filter(|s| {
+                self.find(s.name())
+                    .is_some_and(|r| r.bound.is_some() && r.spec.same_socket(s))
+            })
+            .map(|s| s.name().to_string())
+            .collect();
         let mut plan: Vec<(Spec, Option<Action>)> = Vec::new();
         let mut deferred: Vec<usize> = Vec::new();
         let mut failure = None;
         for spec in specs {
             let old = self.find(spec.name());
-            let action = match old {
-                Some(r) if r.spec == spec => Some(Action::Unchanged),
-                Some(r) if r.spec.same_socket(&spec) => r
-                    .bound
-                    .as_ref()
-                    .and_then(|b| b.with_spec(&spec))
-                    .map(Action::Handover),
+            // A service whose socket was lost (a rollback that could not rebind) binds afresh.
+            let live = old.and_then(|r| r.bound.as_ref().map(|b| (r, b)));
+            let action = match live {
+                Some((r, _)) if r.spec == spec => Some(Action::Unchanged),
+                Some((r, b)) if r.spec.same_socket(&spec) => {
+                    b.with_spec(&spec).map(Action::Handover)
+                }
                 _ => match spec.bind() {
                     Ok(b) if old.is_some() => Some(Action::Replace(b)),
                     Ok(b) => Some(Action::Add(b)),
@@ -148,6 +158,14 @@ impl Supervisor {
                 self.resume(h);
             }
             return Err(e);
+        }
+
+        if let Some((spec, _)) = plan.iter().find(|(_, a)| a.is_none()) {
+            anyhow::bail!(
+                "{} {:?}: no way to apply this change; restart to apply it",
+                spec.kind(),
+                spec.name()
+            );
         }
 
         // Commit.
@@ -202,7 +220,7 @@ impl Supervisor {
     fn holder_of(&self, spec: &Spec, keep: &[String]) -> Option<usize> {
         let want = spec.bind_addr()?;
         self.services.iter().position(|r| {
-            let going = r.spec.name() == spec.name() || !keep.iter().any(|k| k == r.spec.name());
+            let going = !keep.iter().any(|k| k == r.spec.name());
             going
                 && r.spec.kind() == spec.kind()
                 && r.bound.as_ref().is_some_and(|b| {
@@ -235,7 +253,7 @@ impl Supervisor {
                 self.services[i] = self.launch(spec, b, Some(ctx));
             }
             Err(e) => {
-                error!(service = %spec.name(), error = format!("{e:#}"), "rollback could not rebind the old socket; service is down")
+                error!(service = %spec.name(), error = %format!("{e:#}"), "rollback could not rebind the old socket; service is down")
             }
         }
     }

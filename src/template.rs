@@ -61,7 +61,20 @@ impl Template {
                     lit.push('}');
                 }
                 '{' => {
-                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let mut name = String::new();
+                    let mut closed = false;
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            closed = true;
+                            break;
+                        }
+                        name.push(c);
+                    }
+                    if !closed {
+                        return Err(format!(
+                            "unclosed `{{{name}` in template; close it with `}}` (fields: {FIELDS}) or write {{{{ for a literal brace"
+                        ));
+                    }
                     let field = match name.as_str() {
                         "name" => Field::Name,
                         "hostname" => Field::Hostname,
@@ -153,5 +166,6 @@ mod tests {
     fn rejects_unknown_and_unmatched() {
         assert!(Template::parse("{nope}").unwrap_err().contains("{nope}"));
         assert!(Template::parse("a}b").is_err());
+        assert!(Template::parse("x {seq").unwrap_err().contains("unclosed"));
     }
 }

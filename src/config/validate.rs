@@ -4,7 +4,7 @@
 //! each with the path of the key it is about, so `mod.rs` can place it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::schema::*;
@@ -25,6 +25,10 @@ pub struct Issue {
 /// Largest `max_frame_bytes` we accept whatever the length field: a frame is
 /// buffered whole before it is echoed.
 pub const MAX_FRAME_LIMIT: u64 = 1 << 30;
+
+/// Longest timeout or interval we accept: far beyond any useful value, and far
+/// from where `Instant + Duration` would overflow.
+pub const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
 
 struct Issues(Vec<Issue>);
 
@@ -147,7 +151,7 @@ fn names(cfg: &Config, out: &mut Issues) {
 /// Two services may not share protocol + address:port (port 0 never clashes;
 /// an unspecified address overlaps every address of its port).
 fn overlaps(cfg: &Config, out: &mut Issues) {
-    let mut claimed: Vec<(&'static str, SocketAddr, String, bool)> = Vec::new();
+    let mut claimed: Vec<(&'static str, SocketAddr, String, bool, &'static str)> = Vec::new();
     let mut check = |proto: &'static str,
                      kind: &'static str,
                      i: usize,
@@ -159,8 +163,11 @@ fn overlaps(cfg: &Config, out: &mut Issues) {
         if addr.port() == 0 {
             return;
         }
-        for (p, other, other_name, other_v6only) in &claimed {
+        for (p, other, other_name, other_v6only, other_kind) in &claimed {
+            // Multicast listeners share their port on purpose (SO_REUSEADDR, one group each).
+            let both_multicast = kind == "multicast" && *other_kind == "multicast";
             if *p == proto
+                && !both_multicast
                 && other.port() == addr.port()
                 && ips_overlap(other.ip(), *other_v6only, addr.ip(), v6only)
             {
@@ -170,7 +177,7 @@ fn overlaps(cfg: &Config, out: &mut Issues) {
                 return;
             }
         }
-        claimed.push((proto, addr, name.to_string(), v6only));
+        claimed.push((proto, addr, name.to_string(), v6only, kind));
     };
     for (i, s) in cfg.tcp_echo.iter().enumerate() {
         check(
@@ -200,6 +207,17 @@ fn overlaps(cfg: &Config, out: &mut Issues) {
         if let Some(bind) = s.bind {
             check("udp", "broadcast", i, &s.name, bind, false, "bind", out);
         }
+    }
+    // A multicast listener binds the wildcard address of its port (IPv6 ones v6-only),
+    // so it would take unicast datagrams meant for a udp_echo on that port.
+    for (i, s) in cfg.multicast.iter().enumerate() {
+        let wildcard: IpAddr = if s.group.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        let addr = SocketAddr::new(wildcard, s.port);
+        check("udp", "multicast", i, &s.name, addr, true, "port", out);
     }
 }
 
@@ -262,6 +280,12 @@ fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
     ] {
         if d.is_zero() {
             at(&[key], format!("{key} must be more than 0s"), out);
+        } else if d > MAX_TIMER {
+            at(
+                &[key],
+                format!("{key} = {d:?} is over the limit of 1 day"),
+                out,
+            );
         }
     }
 }
@@ -325,8 +349,12 @@ fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut Issues) {
             );
         }
     }
-    if s.interval < Duration::from_millis(10) {
-        at(&["interval"], "interval must be at least 10ms".into(), out);
+    if s.interval < Duration::from_millis(10) || s.interval > MAX_TIMER {
+        at(
+            &["interval"],
+            "interval must be between 10ms and 1 day".into(),
+            out,
+        );
     } else if s.jitter >= s.interval {
         at(
             &["jitter"],
@@ -386,6 +414,15 @@ fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
                 format!(
                     "source {src} and group {} are of different IP families",
                     s.group
+                ),
+                out,
+            );
+        } else if src.is_ipv6() && !cfg!(target_os = "linux") {
+            at(
+                &["source"],
+                format!(
+                    "an IPv6 source-specific join (MCAST_JOIN_SOURCE_GROUP) is implemented on Linux only, not on {}; remove `source` or use an IPv4 group",
+                    std::env::consts::OS
                 ),
                 out,
             );
@@ -480,9 +517,9 @@ fn socket(
             Some(format!(
                 "socket.{key} applies to TCP sockets only; remove it from this {k} service"
             ))
-        } else if kind == Kind::UdpEcho && MULTICAST_ONLY.contains(&key) {
+        } else if matches!(kind, Kind::UdpEcho | Kind::TcpEcho) && MULTICAST_ONLY.contains(&key) {
             Some(format!(
-                "socket.{key} applies to multicast senders and listeners only; remove it from this udp_echo service"
+                "socket.{key} applies to multicast senders and listeners only; remove it from this {k} service"
             ))
         } else if kind == Kind::Broadcast && key == "multicast_all" {
             Some("socket.multicast_all applies to multicast listeners only".to_string())
@@ -533,6 +570,41 @@ fn socket(
         i32::MAX as u64,
     );
     range("fastopen", o.fastopen.map(u64::from), 1, 65535);
+    if let Some(d) = o.linger {
+        // SO_LINGER counts whole seconds: "500ms" would silently become 0s (a reset on every close).
+        if d.subsec_nanos() != 0 || d > Duration::from_secs(3600) {
+            out.at(k, i, name, &["socket", "linger"], format!(
+                "socket.linger = {d:?}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\""
+            ));
+        }
+    }
+    if let Some(crate::config::Keepalive::On(p)) = o.keepalive {
+        // Linux's limits for TCP_KEEPIDLE/TCP_KEEPINTVL (MAX_TCP_KEEPIDLE) and TCP_KEEPCNT (MAX_TCP_KEEPCNT).
+        for (what, d) in [("idle", p.idle), ("interval", p.interval)] {
+            if let Some(d) =
+                d.filter(|d| d.subsec_nanos() != 0 || d.as_secs() < 1 || d.as_secs() > 32767)
+            {
+                out.at(
+                    k,
+                    i,
+                    name,
+                    &["socket", "keepalive"],
+                    format!(
+                        "socket.keepalive {what} = {d:?} must be whole seconds from 1s to 32767s"
+                    ),
+                );
+            }
+        }
+        if let Some(r) = p.retries.filter(|r| !(1..=127).contains(r)) {
+            out.at(
+                k,
+                i,
+                name,
+                &["socket", "keepalive"],
+                format!("socket.keepalive retries = {r} is out of range 1..=127"),
+            );
+        }
+    }
     if o.only_v6.is_some() && ip.is_some_and(|ip| ip.is_ipv4()) {
         out.at(
             k,
@@ -571,6 +643,10 @@ fn worst_case_services(cfg: &Config) -> String {
             u.name,
             SocketAddr::new(u.listen.ip(), 65535)
         ));
+    }
+    // Other announcers appear in `{services}` too (an announcer leaves out only itself).
+    for b in &cfg.broadcast {
+        s.push(format!("{}=udp://{}", b.name, b.destination));
     }
     for m in &cfg.multicast {
         s.push(format!(

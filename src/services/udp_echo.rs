@@ -68,7 +68,7 @@ impl Bound {
     }
 
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
-        let mut echo = Echo::new(&self.cfg, &ctx);
+        let mut echo = Echo::new(&self.cfg, self.local.port(), &ctx);
         #[cfg(target_os = "linux")]
         self.run_batched(&ctx, &mut echo).await?;
         #[cfg(not(target_os = "linux"))]
@@ -82,8 +82,10 @@ impl Bound {
         let mut batch = udp_mmsg::Batch::new(self.cfg.max_datagram_bytes + 1);
         let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
         loop {
-            // One batch per turn: `readable()` returns at once while data is queued, and
-            // counts against tokio's cooperative budget, so a flood cannot starve other tasks.
+            // `readable()` returns at once while data is queued and, unlike
+            // `recv_from`, takes nothing from tokio's cooperative budget: take one
+            // unit per batch so a flood yields to other tasks instead of owning a worker.
+            tokio::task::consume_budget().await;
             tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
@@ -191,12 +193,12 @@ struct Echo {
 }
 
 impl Echo {
-    fn new(cfg: &UdpEchoConfig, ctx: &ServiceCtx) -> Echo {
+    fn new(cfg: &UdpEchoConfig, own_port: u16, ctx: &ServiceCtx) -> Echo {
         let m = &ctx.metrics;
         Echo {
             max: cfg.max_datagram_bytes,
             compat: cfg.compat,
-            guard: Guard::new(&cfg.blocked_source_ports, cfg.rate_limit, m),
+            guard: Guard::new(&cfg.blocked_source_ports, own_port, cfg.rate_limit, m),
             oversize: m.drop_counter("oversize"),
             send_full: m.drop_counter("send_buffer_full"),
             recv_errors: m.error_counter("recv"),

@@ -41,9 +41,21 @@ struct Bucket {
 }
 
 impl Guard {
-    pub fn new(blocked_ports: &[u16], limit: Option<RateLimit>, m: &ServiceMetrics) -> Guard {
+    /// `own_port` is the service's own port: a datagram from that port is
+    /// another echo on the same port answering us (two echoes made to talk to
+    /// each other by one spoofed datagram loop forever), so it is refused too.
+    pub fn new(
+        blocked_ports: &[u16],
+        own_port: u16,
+        limit: Option<RateLimit>,
+        m: &ServiceMetrics,
+    ) -> Guard {
         Guard {
-            blocked_ports: blocked_ports.to_vec(),
+            blocked_ports: blocked_ports
+                .iter()
+                .copied()
+                .chain(Some(own_port).filter(|p| *p != 0))
+                .collect(),
             limit: limit.map(|l| {
                 (
                     l,
@@ -128,7 +140,7 @@ mod tests {
             burst: Some(3),
             max_sources: 8,
         };
-        let mut g = Guard::new(&[19], Some(limit), &m);
+        let mut g = Guard::new(&[19], 7007, Some(limit), &m);
         let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let b: SocketAddr = "127.0.0.2:5000".parse().unwrap();
         let got: Vec<_> = (0..5).map(|_| g.check(a)).collect();

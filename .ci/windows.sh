@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Windows gate without Windows (recipe and measurements: ../shared/WINDOWS.md):
+#  1. type-check every target (lib, bin, tests) for x86_64-pc-windows-msvc and -gnu,
+#  2. clippy on both with -D warnings,
+#  3. link the windows-gnu build with mingw and run the portable tests under Wine.
+# Debian's rustc-web is used because only it ships std sources matching its
+# compiler (-Zbuild-std needs both); rustup's toolchain stays first on PATH for
+# everything else, so Debian's is called by full path with its own target dir.
+# Wine approximates Winsock/IOCP: the test run is a smoke test, not proof.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+t0=$(date +%s)
+phase() { echo "--- windows: $* ($(( $(date +%s) - t0 ))s)"; }
+
+phase "packages"
+pkgs=(rustc-web cargo-web rust-web-src rust-web-clippy binutils-mingw-w64-x86-64 gcc-mingw-w64-x86-64-win32 wine64)
+installed=$(dpkg-query -W -f='${Status}\n' "${pkgs[@]}" 2>/dev/null | grep -c '^install ok installed$' || true)
+if [ "$installed" = "${#pkgs[@]}" ]; then
+  echo "already installed"
+else
+  apt-get update -qq
+  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+v_rustc=$(dpkg-query -W -f='${Version}' rustc-web); v_src=$(dpkg-query -W -f='${Version}' rust-web-src)
+[ "$v_rustc" = "$v_src" ] || { echo "rustc-web $v_rustc != rust-web-src $v_src: -Zbuild-std needs matching std sources" >&2; exit 1; }
+
+# RUSTFLAGS stays fixed (empty) so the cached std build is reused between runs.
+WINCARGO=(env -u RUSTFLAGS "PATH=/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+          CARGO_TARGET_DIR="${WIN_TARGET_DIR:-target/win}" /usr/bin/cargo)
+BUILD_STD=-Zbuild-std=std,panic_abort
+TARGETS=(--target x86_64-pc-windows-msvc --target x86_64-pc-windows-gnu)
+
+phase "check (msvc + gnu, all targets)"
+"${WINCARGO[@]}" check "$BUILD_STD" "${TARGETS[@]}" --all-targets --locked
+phase "clippy (msvc + gnu, all targets)"
+"${WINCARGO[@]}" clippy "$BUILD_STD" "${TARGETS[@]}" --all-targets --locked -- -D warnings
+
+phase "wine prefix"
+export WINEPREFIX="${WINEPREFIX:-$PWD/target/wineprefix}" WINEDEBUG=-all
+export WINEDLLOVERRIDES="mscoree,mshtml=;bcryptprimitives=n"
+if [ ! -f "$WINEPREFIX/system.reg" ]; then
+  /usr/lib/wine/wine64 wineboot --init >/dev/null 2>&1 || true
+  /usr/lib/wine/wineserver -w
+fi
+# Wine 8 lacks ProcessPrng (bcryptprimitives.dll), which Rust std imports: forward it to SystemFunction036.
+shim="$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"
+if [ ! -f "$shim" ]; then
+  d=$(mktemp -d)
+  cat > "$d/b.c" <<'C'
+#include <windows.h>
+BOOLEAN WINAPI SystemFunction036(PVOID buf, ULONG len);
+__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE p, SIZE_T n) {
+  while (n) { ULONG k = n > 0x7fffffff ? 0x7fffffff : (ULONG)n;
+    if (!SystemFunction036(p, k)) return FALSE; p += k; n -= k; }
+  return TRUE; }
+C
+  x86_64-w64-mingw32-gcc -shared -O2 -o "$shim" "$d/b.c" -ladvapi32
+  rm -rf "$d"
+fi
+
+phase "tests under Wine (windows-gnu)"
+# One test thread: Wine's IOCP emulation and process start-up are slow, and
+# the integration tests each start a daemon.
+"${WINCARGO[@]}" test "$BUILD_STD" --target x86_64-pc-windows-gnu --locked \
+  --config "target.x86_64-pc-windows-gnu.linker='x86_64-w64-mingw32-gcc'" \
+  --config "target.x86_64-pc-windows-gnu.runner='/usr/lib/wine/wine64'" \
+  -- --test-threads="${WINE_TEST_THREADS:-2}"
+/usr/lib/wine/wineserver -k 2>/dev/null || true
+phase "done"
