@@ -8,7 +8,8 @@ CPU time from /proc/PID/stat around each run. Repetitions give medians with
 min..max; ratios compare netservd with the baselines of the same run. Then it
 measures memory and scale (RSS per idle connection, start to ready, SIGHUP to
 a new listener accepting) and writes BENCHMARKS.md (or, with --quick, a short
-report that fails when netservd falls below 0.7x the C baseline).
+report that fails when netservd falls below 0.7x the C baseline in both
+throughput and server CPU per message, after re-running the cell once).
 
 Loopback only; every run is bounded by its duration and a timeout.
 """
@@ -162,14 +163,15 @@ def baseline(results, label, proto):
 
 
 def table(results, opts):
-    lines = ["| cell | server | msgs/s (median, min..max) | MB/s | p50 us | p99 us | p99.9 us | max us | server CPU ns/msg | vs C | p99 vs C | vs sockperf |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| cell | server | msgs/s (median, min..max) | MB/s | p50 us | p99 us | p99.9 us | max us | server CPU ns/msg | vs C | p99 vs C | CPU efficiency vs C | vs sockperf |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios = []
     for proto, label, _, servers in cells(opts):
         base = baseline(results, label, proto)
         b_tp = med(results[(label, base)], lambda r: r["msgs_per_s"])[0]
         b_p99 = med(results[(label, base)], lambda r: r["latency_us"]["p99"])[0]
         b_p50 = med(results[(label, base)], lambda r: r["latency_us"]["p50"])[0]
+        b_cpu = med(results[(label, base)], lambda r: r["cpu_ns_per_msg"])[0]
         sp = med(results[(label, "sockperf")], lambda r: r["msgs_per_s"])[0] if proto == "udp" else None
         for name in servers:
             rs = results[(label, name)]
@@ -180,10 +182,11 @@ def table(results, opts):
             vs = tp / b_tp if b_tp else float("nan")
             p99r = lat["p99"] / b_p99 if b_p99 else float("nan")
             vsp = f"{tp / sp:.2f}x" if sp else ""
+            eff = b_cpu / cpu if cpu else float("nan")  # above 1: less server CPU per message than C
             tag = f"{name} (C baseline)" if name == base else name
-            lines.append(f"| {label} | {tag} | {tp:,.0f} ({lo:,.0f}..{hi:,.0f}) | {mb:.1f} | {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['p999']:.1f} | {lat['max']:.1f} | {cpu:.0f} | {vs:.2f}x | {p99r:.2f}x | {vsp} |")
+            lines.append(f"| {label} | {tag} | {tp:,.0f} ({lo:,.0f}..{hi:,.0f}) | {mb:.1f} | {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['p999']:.1f} | {lat['max']:.1f} | {cpu:.0f} | {vs:.2f}x | {p99r:.2f}x | {eff:.2f}x | {vsp} |")
             if name == "netservd":
-                ratios.append((label, vs, p99r, lat["p50"] / b_p50 if b_p50 else float("nan"), tp / sp if sp else None))
+                ratios.append((label, vs, p99r, lat["p50"] / b_p50 if b_p50 else float("nan"), tp / sp if sp else None, eff))
     return lines, ratios
 
 
@@ -199,8 +202,11 @@ def recheck(opts, label, results):
                 r = run_cell(srv, gen_args, opts)
             finally:
                 srv.stop()
-            best[name] = max(r["msgs_per_s"], med(results[(label, name)], lambda r: r["msgs_per_s"])[2])
-    ratio = best["netservd"] / best[base] if best[base] else float("nan")
+            prev = results[(label, name)]
+            best[name] = (max(r["msgs_per_s"], *(p["msgs_per_s"] for p in prev)), min(r["cpu_ns_per_msg"], *(p["cpu_ns_per_msg"] for p in prev)))
+    tp = best["netservd"][0] / best[base][0] if best[base][0] else float("nan")
+    eff = best[base][1] / best["netservd"][1] if best["netservd"][1] else float("nan")
+    ratio = max(tp, eff)
     print(f"  {label}: best of two {ratio:.2f}x", file=sys.stderr)
     return ratio
 
@@ -299,6 +305,19 @@ def scale(opts, tmp):
     return out
 
 
+def verdict(label, vs, p99r, p50r, vsp):
+    """Whether a cell meets the issue's target, if it has one."""
+    if label.startswith("TCP") and label.endswith("64x16"):
+        ok = vs >= 0.95 and p99r <= 1.5
+    elif label.endswith("window 32"):
+        ok = vs >= 0.95 and (vsp or 0) >= 1.0
+    elif label.endswith("1x1"):
+        ok = p50r <= 1.1
+    else:
+        return ""
+    return "met" if ok else "NOT met"
+
+
 def machine():
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     keep = ("Architecture", "Model name", "CPU(s):", "Thread(s) per core", "Core(s) per socket", "CPU max MHz", "L2 cache", "L3 cache", "Hypervisor vendor")
@@ -330,18 +349,26 @@ def main():
            f"Each cell: {opts.warmup} warm-up, {opts.duration} measured, {opts.reps} repetition(s); values are medians (throughput also min..max). "
            "Latency is the generator's round trip. Server CPU is utime+stime from /proc/PID/stat over the whole run, divided by every reply. "
            "UDP messages carry a sockperf header so that `sockperf server` answers the same generator. \"vs C\" compares with the C baseline of the same cell "
-           "(c-epoll for TCP, the faster of c-plain and c-mmsg for UDP).", "",
+           "(c-epoll for TCP, the faster of c-plain and c-mmsg for UDP); \"CPU efficiency vs C\" is the baseline's server CPU per message divided by this server's (above 1: cheaper than C).", "",
+           f"Generator per cell: `taskset -c {opts.gen_cpu} netservd bench URL -s SIZE -c CONNS --pipeline DEPTH` (TCP) or `--window DEPTH --sockperf` (UDP) "
+           f"`-d {opts.duration} --warmup {opts.warmup} --json -q`. Servers, each `taskset -c {opts.server_cpu}`: `netservd run` (one tcp_echo or udp_echo, RUST_LOG=warn), "
+           "`bench/c_echo_tcp PORT`, `bench/c_echo_udp plain|mmsg PORT`, `examples/tokio_echo tcp|udp ADDR`, `sockperf server -i 127.0.0.1 -p PORT`.", "",
            f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}. The machine is shared: other builds running at the same time lower every number.", ""]
     doc += lines
-    doc += ["", "## netservd against the targets", "", "| cell | vs C throughput | p99 vs C | p50 vs C | vs sockperf |", "|---|---|---|---|---|"]
-    for label, vs, p99r, p50r, vsp in ratios:
-        doc.append(f"| {label} | {vs:.2f}x | {p99r:.2f}x | {p50r:.2f}x | {'' if vsp is None else f'{vsp:.2f}x'} |")
+    doc += ["", "## netservd against the targets", "",
+            "Targets (issue 6): TCP 64x16 >= 0.95x C throughput with p99 <= 1.5x C; UDP window 32 >= 0.95x the best C and >= 1.0x sockperf; "
+            "ping-pong (1x1) p50 <= 1.1x C. On 2 cores the single generator core usually saturates before the server core, so throughput "
+            "ratios near 1.0 mostly say \"not the bottleneck\"; server CPU per message is the sharper comparison.", "",
+            "| cell | vs C throughput | p99 vs C | p50 vs C | CPU efficiency vs C | vs sockperf | target |", "|---|---|---|---|---|---|---|"]
+    for label, vs, p99r, p50r, vsp, eff in ratios:
+        doc.append(f"| {label} | {vs:.2f}x | {p99r:.2f}x | {p50r:.2f}x | {eff:.2f}x | {'' if vsp is None else f'{vsp:.2f}x'} | {verdict(label, vs, p99r, p50r, vsp)} |")
     if sc:
         n, before, after, per = sc["idle"]
+        ready, hup = statistics.median(sc["ready_ms"]), statistics.median(sc["sighup_ms"])
         doc += ["", "## Memory and scale", "",
-                f"- RSS per idle TCP connection: **{per:.0f} B** ({n} idle connections, each after one echoed frame; daemon RSS {before} KiB before, {after} KiB after).",
-                f"- Start to `ready` with 100 services (50 tcp_echo + 50 udp_echo): median **{statistics.median(sc['ready_ms']):.1f} ms** (runs: {', '.join(f'{t:.1f}' for t in sc['ready_ms'])}).",
-                f"- SIGHUP to a new listener accepting: median **{statistics.median(sc['sighup_ms']):.1f} ms** (runs: {', '.join(f'{t:.1f}' for t in sc['sighup_ms'])})."]
+                f"- RSS per idle TCP connection: **{per:.0f} B** ({n} idle connections, each after one echoed frame; daemon RSS {before} KiB before, {after} KiB after; default log level). Target <= 1024 B: {'met' if per <= 1024 else 'NOT met'}.",
+                f"- Start to `ready` with 100 services (50 tcp_echo + 50 udp_echo): median **{ready:.1f} ms** (runs: {', '.join(f'{t:.1f}' for t in sc['ready_ms'])}). Target < 100 ms: {'met' if ready < 100 else 'NOT met'}.",
+                f"- SIGHUP to a new listener accepting: median **{hup:.1f} ms** (runs: {', '.join(f'{t:.1f}' for t in sc['sighup_ms'])}). Target < 100 ms: {'met' if hup < 100 else 'NOT met'}."]
     doc += ["", "## Machine", "", "```", uname, cpu, "```", ""]
     text = "\n".join(doc)
     out = opts.out if not opts.quick else os.path.join(ROOT, "target", "bench", "quick.md")
@@ -349,7 +376,10 @@ def main():
         f.write(text)
     print(text)
     if opts.quick:
-        bad = [(l, vs) for l, vs, *_ in ratios if vs < opts.min_ratio]
+        # A regression shows in both throughput and server CPU per message; a preempted
+        # generator (other builds on a shared machine) only in throughput. So a cell fails
+        # when the better of the two ratios is below the floor.
+        bad = [(l, max(vs, eff)) for l, vs, _, _, _, eff in ratios if max(vs, eff) < opts.min_ratio]
         if bad:
             # One noisy second on a shared machine is not a regression: re-run those cells once, best of two.
             print(f"re-checking {', '.join(l for l, _ in bad)}", file=sys.stderr)

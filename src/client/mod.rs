@@ -4,6 +4,7 @@
 
 pub mod bench;
 mod bench_msg;
+mod bench_report;
 mod bench_tcp;
 mod bench_udp;
 pub mod listen;

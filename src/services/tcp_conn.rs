@@ -29,6 +29,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
@@ -72,7 +73,13 @@ enum End {
 }
 
 impl Conn {
-    pub async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
+    /// Serves one accepted connection to its end; `permit` (of `max_connections`) is held until then.
+    pub async fn serve(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
         let m = &self.ctx.metrics;
         m.active.inc();
         let end = self.echo(&mut stream).await;
@@ -118,6 +125,7 @@ impl Conn {
                 tokio::task::spawn_blocking(move || drop(std));
             }
         }
+        drop(permit);
     }
 
     async fn echo(&self, stream: &mut TcpStream) -> io::Result<End> {
@@ -168,8 +176,16 @@ impl Conn {
                 (turn_reads, turn_bytes) = (0, 0);
                 tokio::select! {
                     biased;
-                    _ = abort.cancelled() => return Ok(End::Aborted),
-                    _ = drain.cancelled(), if !draining => { draining = true; continue; }
+                    // One cancellation waiter at a time (each costs memory on every idle
+                    // connection): the supervisor cancels `abort` only after `drain`
+                    // (daemon.rs, reload.rs), so before draining `drain` is the one to watch.
+                    _ = if draining { abort } else { drain }.cancelled() => {
+                        if draining {
+                            return Ok(End::Aborted);
+                        }
+                        draining = true;
+                        continue;
+                    }
                     _ = &mut timer => {
                         let now = Instant::now();
                         if frame_started.is_some_and(|t| now >= t + frame_timeout) {
@@ -182,7 +198,9 @@ impl Conn {
                         timer.as_mut().reset(next);
                         continue;
                     }
-                    r = stream.readable() => r?,
+                    // poll_read_ready keeps the waker in the socket's own slot; the
+                    // `readable()` future would add ~150 B to every idle connection.
+                    r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => r?,
                 }
             }
             if buf.capacity() - buf.len() < read_size {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, Span, debug, debug_span, warn};
 
 use super::{ServiceCtx, tcp_conn};
 use crate::config::TcpEchoConfig;
@@ -126,14 +126,17 @@ impl Bound {
                 continue;
             }
             ctx.metrics.accepted.inc();
-            let conn = shared.clone();
-            ctx.tracker.spawn(
-                async move {
-                    conn.serve(stream, peer).await;
-                    drop(permit);
-                }
-                .instrument(info_span!("conn", %peer)),
-            );
+            // A span per connection costs ~400 B of registry memory on every idle
+            // connection, so it exists at debug level only; otherwise the connection runs
+            // in its service's span (its info lines name the peer themselves).
+            let span = debug_span!("conn", %peer);
+            let span = if span.is_disabled() {
+                Span::current()
+            } else {
+                span
+            };
+            ctx.tracker
+                .spawn(shared.clone().serve(stream, peer, permit).instrument(span));
         }
         Ok(())
     }
