@@ -108,12 +108,12 @@ pub fn config(data: &[u8]) {
         Ok(cfg) => {
             for s in &cfg.tcp_echo {
                 assert!(
-                    s.max_frame_bytes <= MAX_FRAME_LIMIT,
+                    s.frame_limit() <= MAX_FRAME_LIMIT,
                     "accepted max_frame_bytes {}",
-                    s.max_frame_bytes
+                    s.frame_limit()
                 );
                 assert!(
-                    s.max_frame_bytes <= FrameFormat::max_expressible(s.length_field_bytes),
+                    s.frame_limit() <= FrameFormat::max_expressible(s.length_field_bytes),
                     "limit beyond the length field"
                 );
                 assert!([1, 2, 4, 8].contains(&s.length_field_bytes));

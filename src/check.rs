@@ -68,7 +68,10 @@ fn describe(spec: &Spec) -> String {
     match spec {
         Spec::TcpEcho(c) => format!(
             "tcp://{} length_field_bytes={} byte_order={:?} max_frame_bytes={}",
-            c.listen, c.length_field_bytes, c.byte_order, c.max_frame_bytes
+            c.listen,
+            c.length_field_bytes,
+            c.byte_order,
+            c.frame_limit()
         ),
         Spec::UdpEcho(c) => format!(
             "udp://{} max_datagram_bytes={}",

@@ -168,11 +168,13 @@ pub struct Replay {
 }
 
 impl FrameFormat {
-    /// Runs the echo server's per-read steps (`tcp_conn`: append what was
-    /// read, [`scan`](Self::scan), write back the complete prefix, keep the
-    /// rest; stop at an oversized header) over `chunks` as if each were one
-    /// read. Pure, so property tests, the fuzz target and its corpus check the
-    /// server's framing without sockets.
+    /// A model of the echo server's per-read steps (`tcp_conn` does the same
+    /// around its socket: append what was read, [`scan`](Self::scan), write
+    /// back the complete prefix, keep the rest; stop at an oversized header)
+    /// over `chunks` as if each were one read. Pure, so property tests, the
+    /// fuzz target and its corpus check the framing arithmetic (`scan`, which
+    /// the server calls itself) without sockets; the server's own loop is
+    /// covered by the integration tests against the binary.
     pub fn replay<'a>(&self, chunks: impl IntoIterator<Item = &'a [u8]>) -> Replay {
         let mut buf = BytesMut::new();
         let mut r = Replay::default();

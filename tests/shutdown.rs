@@ -120,3 +120,55 @@ fn a_second_signal_during_the_drain_exits_at_once() {
     );
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn a_peer_that_keeps_sending_during_the_drain_is_reset_at_the_deadline() {
+    let mut d = Daemon::start(
+        "[daemon]\nshutdown_timeout = \"1s\"\n[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nlength_field_bytes = 1\n",
+    );
+    let s = TcpStream::connect(d.addr("echo")).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A peer that never pauses: zero-length frames as fast as it can, echoes read and dropped.
+    let writer = {
+        let (mut w, stop) = (s.try_clone().unwrap(), stop.clone());
+        std::thread::spawn(move || {
+            let burst = [0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && w.write_all(&burst).is_ok() {}
+        })
+    };
+    let reader = {
+        let mut r = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 65536];
+            while matches!(r.read(&mut b), Ok(n) if n > 0) {}
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d
+        .wait_exit(WAIT)
+        .expect("exits despite a peer that never stops sending");
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took < Duration::from_millis(2500),
+        "drain took {took:?} with shutdown_timeout 1s"
+    );
+    let cut = d
+        .wait_log(
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("shutdown timeout reached"))
+            },
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(cut["connections"], 1);
+    drop(s);
+    writer.join().unwrap();
+    reader.join().unwrap();
+}

@@ -68,9 +68,10 @@ pub struct TcpEchoConfig {
     /// Byte order of the length field. Default big (network byte order).
     #[serde(default)]
     pub byte_order: ByteOrder,
-    /// Largest payload a frame may declare; a larger one closes the connection. Default 65536.
-    #[serde(default = "default_max_frame_bytes")]
-    pub max_frame_bytes: u64,
+    /// Largest payload a frame may declare; a larger one closes the connection.
+    /// Default 65536, or the most the length field can express if that is less.
+    #[serde(default)]
+    pub max_frame_bytes: Option<u64>,
     /// Concurrent connections; further clients wait in the listen backlog. Default 1024.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -239,6 +240,17 @@ pub struct SocketOptions {
     /// IP_MULTICAST_ALL / IPV6_MULTICAST_ALL (Linux only). Default false for multicast
     /// listeners, so two listeners on one port each get only their own group.
     pub multicast_all: Option<bool>,
+}
+
+impl TcpEchoConfig {
+    /// `max_frame_bytes`, or its default: 65536, capped by what the length field can express.
+    pub fn frame_limit(&self) -> u64 {
+        self.max_frame_bytes.unwrap_or_else(|| {
+            default_max_frame_bytes().min(crate::frame::FrameFormat::max_expressible(
+                self.length_field_bytes,
+            ))
+        })
+    }
 }
 
 impl SocketOptions {

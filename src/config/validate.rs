@@ -246,23 +246,24 @@ fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
         );
     } else {
         let most = FrameFormat::max_expressible(s.length_field_bytes);
-        if s.max_frame_bytes > most {
+        if s.frame_limit() > most {
             at(
                 &["max_frame_bytes"],
                 format!(
                     "max_frame_bytes = {} is more than a {}-byte length field can express (at most {most}); lower it or widen length_field_bytes",
-                    s.max_frame_bytes, s.length_field_bytes
+                    s.frame_limit(),
+                    s.length_field_bytes
                 ),
                 out,
             );
         }
     }
-    if s.max_frame_bytes > MAX_FRAME_LIMIT {
+    if s.frame_limit() > MAX_FRAME_LIMIT {
         at(
             &["max_frame_bytes"],
             format!(
                 "max_frame_bytes = {} is over the limit of {MAX_FRAME_LIMIT} (1 GiB); frames are buffered whole",
-                s.max_frame_bytes
+                s.frame_limit()
             ),
             out,
         );

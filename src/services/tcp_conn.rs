@@ -168,7 +168,18 @@ impl Conn {
                     draining = true;
                     continue;
                 }
-            } else if wait {
+            } else if !wait {
+                // Draining with nothing pending: we take only what already arrived, but a
+                // peer that keeps sending could keep us here, so the deadline and the
+                // per-turn cap still apply.
+                if abort.is_cancelled() {
+                    return Ok(End::Aborted);
+                }
+                if turn_reads >= TURN_READS || turn_bytes >= TURN_BYTES {
+                    tokio::task::yield_now().await;
+                    (turn_reads, turn_bytes) = (0, 0);
+                }
+            } else {
                 if maybe_more {
                     // Per-turn cap: this connection had its share; let the others run.
                     tokio::task::yield_now().await;

@@ -74,7 +74,7 @@ impl Bound {
         let format = FrameFormat {
             width: cfg.length_field_bytes,
             order: cfg.byte_order,
-            max_frame: cfg.max_frame_bytes,
+            max_frame: cfg.frame_limit(),
         };
         let permits = Arc::new(Semaphore::new(cfg.max_connections as usize));
         let exhausted = ctx.metrics.error_counter("accept_resources");
