@@ -40,14 +40,14 @@ fn bench_verifies_tcp_and_udp_echoes_of_the_daemon() {
     for size in ["0", "5", "4096"] {
         let (code, v, err) = bench_json(&[&tcp, "-c", "4", "--pipeline", "8", "-s", size]);
         assert_eq!(code, 0, "bench failed: {v} {err}");
-        assert!(v["messages"].as_u64().unwrap() > 100, "{v}");
+        assert!(v["messages"].as_u64().unwrap() >= 10, "{v}");
         assert_eq!(v["mismatches"], 0, "{v}");
         assert!(v["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{v}");
     }
     let udp = format!("udp://{}", d.addr("echo-udp"));
     let (code, v, err) = bench_json(&[&udp, "-c", "2", "--window", "8", "-s", "64", "--sockperf"]);
     assert_eq!(code, 0, "bench failed: {v} {err}");
-    assert!(v["messages"].as_u64().unwrap() > 100, "{v}");
+    assert!(v["messages"].as_u64().unwrap() >= 10, "{v}");
     assert_eq!(v["mismatches"], 0, "{v}");
     d.assert_clean(&[]);
 }

@@ -2,7 +2,9 @@
 //! Debian binary, an independent peer) measures netservd's UDP echo. Without
 //! compat the same client gets no valid reply, which shows the flag is what
 //! makes it work. sockperf must be installed (scripts/test.sh installs it);
-//! the test fails, never skips, when it is missing.
+//! the test fails, never skips, when it is missing. Unix only: sockperf is a
+//! Linux tool, and the Wine run of the suite has no sockperf.
+#![cfg(unix)]
 
 mod common;
 

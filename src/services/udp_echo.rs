@@ -82,18 +82,24 @@ impl Bound {
         let mut batch = udp_mmsg::Batch::new(self.cfg.max_datagram_bytes + 1);
         let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
         loop {
-            // `readable()` returns at once while data is queued and, unlike
-            // `recv_from`, takes nothing from tokio's cooperative budget: take one
+            // `readable()` takes nothing from tokio's cooperative budget: take one
             // unit per batch so a flood yields to other tasks instead of owning a worker.
             tokio::task::consume_budget().await;
-            tokio::select! {
-                biased;
-                _ = ctx.stop.cancelled() => break,
-                r = self.socket.readable() => r.context("wait for datagrams")?,
+            if ctx.stop.is_cancelled() {
+                break;
             }
+            // Try the socket first; only an empty one makes us build the select
+            // (whose cancellation waiter takes a lock to register and to drop).
             let n = match batch.recv(&self.socket) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::select! {
+                        biased;
+                        _ = ctx.stop.cancelled() => break,
+                        r = self.socket.readable() => r.context("wait for datagrams")?,
+                    }
+                    continue;
+                }
                 Err(e) => {
                     echo.recv_error(&e);
                     continue;

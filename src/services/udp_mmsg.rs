@@ -5,10 +5,10 @@
 //! (`try_io`), so a call that would block clears readiness and the service
 //! waits in `readable()` like any tokio socket.
 //!
-//! Buffers live on the heap in plain arrays (bytes, source addresses,
-//! lengths); the kernel's `mmsghdr`/`iovec` arrays, which hold raw pointers
-//! into them, are built on the stack for each call and never kept, so the
-//! service future stays `Send`. Slots are allocated zeroed and lazily paged
+//! Buffers live on the heap in plain arrays: slot bytes, source addresses,
+//! and the kernel's `mmsghdr`/`iovec` descriptions of them, which are kept
+//! between calls (only their pointers and lengths are refreshed) so a call
+//! costs no zeroing or rebuilding. Slots are allocated zeroed and lazily paged
 //! in, so memory follows the datagram sizes actually received.
 
 use std::io;
@@ -27,70 +27,84 @@ pub struct Batch {
     slot: usize,
     data: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
-    addr_lens: Vec<libc::socklen_t>,
-    lens: Vec<usize>,
+    /// The kernel's descriptions of the slots, kept between calls so a call
+    /// does not zero and rebuild them (at one or two datagrams per wake-up,
+    /// that setup would cost as much as the datagram).
+    recv_iov: Vec<libc::iovec>,
+    recv_hdrs: Vec<libc::mmsghdr>,
+    send_iov: Vec<libc::iovec>,
+    send_hdrs: Vec<libc::mmsghdr>,
 }
+
+// SAFETY: the raw pointers inside the headers only ever point into this
+// struct's own heap buffers (never resized after `new`, and re-derived before
+// every call), so the struct moves between threads as one unit.
+unsafe impl Send for Batch {}
 
 impl Batch {
     pub fn new(slot: usize) -> Batch {
-        // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-        let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        // SAFETY: these C structs are plain data; all-zero is a valid value for each.
+        let (ss, iov, hdr): (libc::sockaddr_storage, libc::iovec, libc::mmsghdr) =
+            unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
         Batch {
             slot,
             data: vec![0; slot * BATCH],
-            addrs: vec![zero; BATCH],
-            addr_lens: vec![0; BATCH],
-            lens: vec![0; BATCH],
+            addrs: vec![ss; BATCH],
+            recv_iov: vec![iov; BATCH],
+            recv_hdrs: vec![hdr; BATCH],
+            send_iov: vec![iov; BATCH],
+            send_hdrs: vec![hdr; BATCH],
         }
     }
 
     /// Receives up to [`BATCH`] datagrams without blocking; `WouldBlock` when none is queued.
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         let fd = sock.as_raw_fd();
-        let n = sock.try_io(Interest::READABLE, || {
-            // SAFETY: all-zero is valid for these C structs; every pointer set below points into
-            // self's buffers, which outlive the call and are not otherwise borrowed during it.
-            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-            for i in 0..BATCH {
-                iov[i] = libc::iovec {
-                    iov_base: self.data[i * self.slot..].as_mut_ptr().cast(),
-                    iov_len: self.slot,
-                };
-                let h = &mut msgs[i].msg_hdr;
-                h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_iov = &mut iov[i];
-                h.msg_iovlen = 1;
+        sock.try_io(Interest::READABLE, || {
+            let (data, addrs, iov) = (
+                self.data.as_mut_ptr(),
+                self.addrs.as_mut_ptr(),
+                self.recv_iov.as_mut_ptr(),
+            );
+            for (i, h) in self.recv_hdrs.iter_mut().enumerate() {
+                // SAFETY: i < BATCH, so every pointer stays inside its buffer.
+                unsafe {
+                    *iov.add(i) = libc::iovec {
+                        iov_base: data.add(i * self.slot).cast(),
+                        iov_len: self.slot,
+                    };
+                    h.msg_hdr.msg_name = addrs.add(i).cast();
+                    h.msg_hdr.msg_iov = iov.add(i);
+                }
+                h.msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_iovlen = 1;
             }
-            // SAFETY: msgs describes BATCH valid, writable buffers of the stated sizes.
+            // SAFETY: the headers describe BATCH writable slots and address buffers of the stated sizes.
             let r = unsafe {
                 libc::recvmmsg(
                     fd,
-                    msgs.as_mut_ptr(),
+                    self.recv_hdrs.as_mut_ptr(),
                     BATCH as libc::c_uint,
                     libc::MSG_DONTWAIT,
                     std::ptr::null_mut(),
                 )
             };
             if r < 0 {
-                return Err(io::Error::last_os_error());
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
             }
-            for (i, m) in msgs.iter().enumerate().take(r as usize) {
-                self.lens[i] = m.msg_len as usize;
-                self.addr_lens[i] = m.msg_hdr.msg_namelen;
-            }
-            Ok(r as usize)
-        })?;
-        Ok(n)
+        })
     }
 
     /// Datagram `i` of the last receive: its source (None if the kernel gave
     /// an address family we do not know) and its bytes, which may be edited in place.
     pub fn datagram(&mut self, i: usize) -> (Option<SocketAddr>, &mut [u8]) {
-        let src = to_socket_addr(&self.addrs[i], self.addr_lens[i]);
-        let at = i * self.slot;
-        (src, &mut self.data[at..at + self.lens[i]])
+        let h = &self.recv_hdrs[i];
+        let src = to_socket_addr(&self.addrs[i], h.msg_hdr.msg_namelen);
+        let (at, len) = (i * self.slot, h.msg_len as usize);
+        (src, &mut self.data[at..at + len])
     }
 
     /// Sends datagrams `which` (indices from the last receive) back to their
@@ -100,22 +114,29 @@ impl Batch {
         let fd = sock.as_raw_fd();
         let n = which.len().min(BATCH);
         sock.try_io(Interest::WRITABLE, || {
-            // SAFETY: as in recv; the pointers refer to self's buffers for the duration of the call.
-            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            let (data, addrs, iov) = (
+                self.data.as_mut_ptr(),
+                self.addrs.as_mut_ptr(),
+                self.send_iov.as_mut_ptr(),
+            );
             for (k, &i) in which[..n].iter().enumerate() {
-                iov[k] = libc::iovec {
-                    iov_base: self.data[i * self.slot..].as_mut_ptr().cast(),
-                    iov_len: self.lens[i],
-                };
-                let h = &mut msgs[k].msg_hdr;
-                h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = self.addr_lens[i];
-                h.msg_iov = &mut iov[k];
-                h.msg_iovlen = 1;
+                let r = &self.recv_hdrs[i];
+                let h = &mut self.send_hdrs[k];
+                // SAFETY: i, k < BATCH; the reply is the received bytes, sent to the address they came from.
+                unsafe {
+                    *iov.add(k) = libc::iovec {
+                        iov_base: data.add(i * self.slot).cast(),
+                        iov_len: r.msg_len as usize,
+                    };
+                    h.msg_hdr.msg_name = addrs.add(i).cast();
+                    h.msg_hdr.msg_iov = iov.add(k);
+                }
+                h.msg_hdr.msg_namelen = r.msg_hdr.msg_namelen;
+                h.msg_hdr.msg_iovlen = 1;
             }
-            // SAFETY: msgs describes n valid buffers and addresses.
-            let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, 0) };
+            // SAFETY: the first n headers describe valid buffers and addresses.
+            let r =
+                unsafe { libc::sendmmsg(fd, self.send_hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
             if r < 0 {
                 Err(io::Error::last_os_error())
             } else {
