@@ -7,7 +7,24 @@ use crate::daemon::ConfigSource;
 use crate::services::Spec;
 use crate::{EXIT_FAILURE, EXIT_OK};
 
+/// Appends a line to the report; it is printed once at the end, so a closed
+/// stdout (`| head`) cannot make a print panic halfway.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 pub fn run(source: ConfigSource, bind: bool) -> i32 {
+    let mut out = String::new();
+    let code = report(source, bind, &mut out);
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    code
+}
+
+fn report(source: ConfigSource, bind: bool, out: &mut String) -> i32 {
     let (cfg, _) = match source.load() {
         Ok(l) => l,
         Err(e) => return config_error(&e),
@@ -17,29 +34,29 @@ pub fn run(source: ConfigSource, bind: bool) -> i32 {
         ConfigSource::File(p) => p.display().to_string(),
         ConfigSource::Builtin => crate::config::SHIPPED_ORIGIN.to_string(),
     };
-    println!("{origin}: ok, {} service(s)", specs.len());
+    outln!(out, "{origin}: ok, {} service(s)", specs.len());
     if let Some(a) = &cfg.admin {
-        println!("admin http://{}", a.listen);
+        outln!(out, "admin http://{}", a.listen);
     }
     let mut failed = false;
     for spec in &specs {
-        println!("{} {:?} {}", spec.kind(), spec.name(), describe(spec));
+        outln!(out, "{} {:?} {}", spec.kind(), spec.name(), describe(spec));
         if !bind {
             for (k, v) in socket_of(spec).requested() {
-                println!("  socket.{k:<18} {v}");
+                outln!(out, "  socket.{k:<18} {v}");
             }
             continue;
         }
         match spec.bind() {
             Ok(b) => {
-                println!("  bound {}", b.local_addr());
-                println!("  {:<22} {:<24} effective", "option", "requested");
+                outln!(out, "  bound {}", b.local_addr());
+                outln!(out, "  {:<22} {:<24} effective", "option", "requested");
                 for a in b.report() {
-                    println!("  {:<22} {:<24} {}", a.key, a.requested, a.effective);
+                    outln!(out, "  {:<22} {:<24} {}", a.key, a.requested, a.effective);
                 }
             }
             Err(e) => {
-                println!("  bind failed: {e:#}");
+                outln!(out, "  bind failed: {e:#}");
                 failed = true;
             }
         }

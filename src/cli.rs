@@ -104,7 +104,7 @@ async fn run_daemon(source: ConfigSource) -> i32 {
     match daemon::run(source, loaded).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            error!(error = format!("{e:#}"), "cannot start");
+            error!(error = %format!("{e:#}"), "cannot start");
             EXIT_FAILURE
         }
     }

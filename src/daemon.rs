@@ -90,6 +90,9 @@ pub struct Supervisor {
     pub(crate) directory: Directory,
     pub(crate) state: State,
     pub(crate) shutdown_timeout: Duration,
+    /// Settings fixed at start (`[admin]`, `watch_config`): a reload that
+    /// changes them says they need a restart.
+    pub(crate) fixed: (Option<crate::config::AdminConfig>, bool),
     /// Services a reload removed or replaced, still draining.
     pub(crate) retiring: TaskTracker,
 }
@@ -110,6 +113,7 @@ impl Supervisor {
             directory: Directory::default(),
             state: State::default(),
             shutdown_timeout: cfg.daemon.shutdown_timeout,
+            fixed: (cfg.admin.clone(), cfg.daemon.watch_config),
             retiring: TaskTracker::new(),
         };
         for (spec, b) in bound {
@@ -149,7 +153,7 @@ impl Supervisor {
         let task = tokio::spawn(
             async move {
                 if let Err(e) = b.run(run_ctx).await {
-                    error!(error = format!("{e:#}"), "service failed");
+                    error!(error = %format!("{e:#}"), "service failed");
                     if let Some(s) = state.write().unwrap().iter_mut().find(|s| s.name == name) {
                         s.error = Some(format!("{e:#}"));
                     }

@@ -99,12 +99,12 @@ impl FrameFormat {
                     error,
                 };
             }
-            // len <= max_frame <= 1 GiB, so this cannot overflow.
-            let end = at + w + len as usize;
-            if end > buf.len() {
+            // Compared as u64 so that no declared length (up to u64::MAX with
+            // an 8-byte field) can overflow the position arithmetic.
+            if len > (buf.len() - at - w) as u64 {
                 break;
             }
-            at = end;
+            at += w + len as usize;
             frames += 1;
         }
         Scan {
@@ -145,11 +145,51 @@ impl FrameFormat {
                 max: self.max_frame,
             });
         }
-        if buf.len() - w < len as usize {
+        if len > (buf.len() - w) as u64 {
             return Ok(None);
         }
         buf.advance(w);
         Ok(Some(buf.split_to(len as usize).freeze()))
+    }
+}
+
+/// What one connection echoes for a byte stream, see [`FrameFormat::replay`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replay {
+    /// Bytes written back: every complete frame, headers included, in order.
+    pub echoed: Vec<u8>,
+    pub frames: u64,
+    /// The oversized header that closed the connection, if any.
+    pub error: Option<FrameError>,
+    /// Bytes of an incomplete frame still buffered at the end.
+    pub pending: usize,
+    /// Most bytes held after a read was consumed: the per-connection memory bound.
+    pub peak_pending: usize,
+}
+
+impl FrameFormat {
+    /// Runs the echo server's per-read steps (`tcp_conn`: append what was
+    /// read, [`scan`](Self::scan), write back the complete prefix, keep the
+    /// rest; stop at an oversized header) over `chunks` as if each were one
+    /// read. Pure, so property tests, the fuzz target and its corpus check the
+    /// server's framing without sockets.
+    pub fn replay<'a>(&self, chunks: impl IntoIterator<Item = &'a [u8]>) -> Replay {
+        let mut buf = BytesMut::new();
+        let mut r = Replay::default();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            let scan = self.scan(&buf);
+            r.echoed.extend_from_slice(&buf[..scan.complete]);
+            r.frames += scan.frames;
+            buf.advance(scan.complete);
+            if scan.error.is_some() {
+                r.error = scan.error;
+                break;
+            }
+            r.peak_pending = r.peak_pending.max(buf.len());
+        }
+        r.pending = buf.len();
+        r
     }
 }
 

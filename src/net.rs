@@ -415,7 +415,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
         if let Some(k) = o.keepalive {
             add(
                 "keepalive",
-                show(&k),
+                k.to_string(),
                 sock.keepalive().map(|v| v.to_string()),
             );
             if let Keepalive::On(p) = k {
@@ -433,7 +433,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
                     );
                     add(
                         "keepalive.retries",
-                        show(&p.retries),
+                        p.retries.map_or("os".into(), |r| r.to_string()),
                         sock.tcp_keepalive_retries().map(|v| v.to_string()),
                     );
                 }

@@ -51,6 +51,11 @@ impl Supervisor {
         if text == *current && why != "SIGHUP" {
             return;
         }
+        if (cfg.admin.clone(), cfg.daemon.watch_config) != self.fixed {
+            warn!(
+                "[admin] and daemon.watch_config are read at start only; restart to apply their change"
+            );
+        }
         match self
             .reload(Spec::all(&cfg), cfg.daemon.shutdown_timeout)
             .await
@@ -70,11 +75,7 @@ impl Supervisor {
             }
             Err(e) => {
                 self.metrics.reload("failed");
-                error!(
-                    trigger = why,
-                    error = format!("{e:#}"),
-                    "reload failed: bind error; rolled back, still running the previous config"
-                );
+                error!(trigger = why, error = %format!("{e:#}"), "reload failed: bind error; rolled back, still running the previous config");
             }
         }
     }
@@ -235,7 +236,7 @@ impl Supervisor {
                 self.services[i] = self.launch(spec, b, Some(ctx));
             }
             Err(e) => {
-                error!(service = %spec.name(), error = format!("{e:#}"), "rollback could not rebind the old socket; service is down")
+                error!(service = %spec.name(), error = %format!("{e:#}"), "rollback could not rebind the old socket; service is down")
             }
         }
     }

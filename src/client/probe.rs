@@ -25,28 +25,30 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> i32 {
+    let (code, line) = check(&a).await;
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
+    code
+}
+
+async fn check(a: &Args) -> (i32, String) {
     let started = Instant::now();
-    match tokio::time::timeout(a.timeout, round_trip(&a)).await {
-        Ok(Ok(())) => {
-            println!(
-                "healthy: {:?} {} answered in {:.2?}",
-                a.url.proto,
-                a.url.addr,
-                started.elapsed()
-            );
-            EXIT_OK
-        }
-        Ok(Err(e)) => {
-            println!("unhealthy: {:?} {}: {e:#}", a.url.proto, a.url.addr);
-            EXIT_FAILURE
-        }
-        Err(_) => {
-            println!(
-                "unhealthy: {:?} {}: no answer within {:?}",
-                a.url.proto, a.url.addr, a.timeout
-            );
-            EXIT_FAILURE
-        }
+    let proto = if a.url.proto == Proto::Tcp {
+        "tcp"
+    } else {
+        "udp"
+    };
+    let url = format!("{proto}://{}", a.url.addr);
+    match tokio::time::timeout(a.timeout, round_trip(a)).await {
+        Ok(Ok(())) => (
+            EXIT_OK,
+            format!("healthy: {url} answered in {:.2?}", started.elapsed()),
+        ),
+        Ok(Err(e)) => (EXIT_FAILURE, format!("unhealthy: {url}: {e:#}")),
+        Err(_) => (
+            EXIT_FAILURE,
+            format!("unhealthy: {url}: no answer within {:?}", a.timeout),
+        ),
     }
 }
 

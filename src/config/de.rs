@@ -85,6 +85,26 @@ pub struct KeepaliveParams {
     pub retries: Option<u32>,
 }
 
+impl fmt::Display for Keepalive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Keepalive::On(p) = self else {
+            return f.write_str("false");
+        };
+        let d = |d: Option<Duration>| {
+            d.map_or("os".to_string(), |d| {
+                humantime::format_duration(d).to_string()
+            })
+        };
+        let r = p.retries.map_or("os".to_string(), |r| r.to_string());
+        write!(
+            f,
+            "idle={} interval={} retries={r}",
+            d(p.idle),
+            d(p.interval)
+        )
+    }
+}
+
 impl<'de> Deserialize<'de> for Keepalive {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;

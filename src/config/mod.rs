@@ -24,6 +24,7 @@ use toml::de::{DeTable, DeValue};
 pub use de::duration::parse as parse_duration;
 pub use de::{Keepalive, KeepaliveParams, parse_socket_addr};
 pub use schema::*;
+pub use validate::MAX_FRAME_LIMIT;
 
 /// The shipped `config.toml`, compiled in so `netservd run` works from any directory.
 pub const SHIPPED: &str = include_str!("../../config.toml");

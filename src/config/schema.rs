@@ -253,7 +253,7 @@ impl SocketOptions {
             ("reuse_address", show(&o.reuse_address)),
             ("reuse_port", show(&o.reuse_port)),
             ("nodelay", show(&o.nodelay)),
-            ("keepalive", show(&o.keepalive)),
+            ("keepalive", o.keepalive.map(|k| k.to_string())),
             (
                 "linger",
                 o.linger.map(|d| humantime::format_duration(d).to_string()),

@@ -389,6 +389,15 @@ fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
                 ),
                 out,
             );
+        } else if src.is_ipv6() && !cfg!(target_os = "linux") {
+            at(
+                &["source"],
+                format!(
+                    "an IPv6 source-specific join (MCAST_JOIN_SOURCE_GROUP) is implemented on Linux only, not on {}; remove `source` or use an IPv4 group",
+                    std::env::consts::OS
+                ),
+                out,
+            );
         }
     }
     if let Some(ifc) = &s.interface {
@@ -480,9 +489,9 @@ fn socket(
             Some(format!(
                 "socket.{key} applies to TCP sockets only; remove it from this {k} service"
             ))
-        } else if kind == Kind::UdpEcho && MULTICAST_ONLY.contains(&key) {
+        } else if matches!(kind, Kind::UdpEcho | Kind::TcpEcho) && MULTICAST_ONLY.contains(&key) {
             Some(format!(
-                "socket.{key} applies to multicast senders and listeners only; remove it from this udp_echo service"
+                "socket.{key} applies to multicast senders and listeners only; remove it from this {k} service"
             ))
         } else if kind == Kind::Broadcast && key == "multicast_all" {
             Some("socket.multicast_all applies to multicast listeners only".to_string())

@@ -1,46 +1,303 @@
-//! `[[broadcast]]`: placeholder until the broadcast service lands (issue 3); binding fails
-//! with a clear message so `run` refuses configs that use it.
+//! `[[broadcast]]`: the announcer. Renders `payload` (see `template.rs`) and
+//! sends it to `destination` at once, then every `interval` randomised by up
+//! to `jitter` either way, so that many announcers started together do not
+//! stay in step. On stop (shutdown, or a reload that removes or re-binds it)
+//! the `goodbye` template is sent once.
+//!
+//! The socket is bound to `bind` (the local address, and so the interface)
+//! with SO_BROADCAST always on. A multicast destination also takes
+//! `multicast_ttl`/`multicast_loop` (set in `net.rs`) and the outgoing
+//! interface: the `bind` address for IPv4, the scope id of `destination` or
+//! `bind` (`[ff12::1%2]:7070`) for IPv6.
+//!
+//! `{seq}` starts at 0 and grows by one per datagram actually sent. The
+//! counter lives beside the socket, so a reload that only changes the payload
+//! or the schedule (a handover on the same socket) continues the sequence and
+//! sends no goodbye. Send errors (EACCES, ENETUNREACH...) are one rate-limited
+//! warning naming the address and the likely cause; the next interval retries.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
 
 use super::ServiceCtx;
 use crate::config::BroadcastConfig;
+use crate::logging::RateLimited;
+use crate::net::{self, Role};
+use crate::template::{MAX_PAYLOAD_BYTES, Template, Vars};
+
+/// When the process started announcing, for `{uptime_s}`.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// The socket and what must survive a handover to a new config.
+struct Shared {
+    socket: UdpSocket,
+    /// Next `{seq}`.
+    seq: AtomicU64,
+}
 
 #[derive(Clone)]
 pub struct Bound {
     cfg: Arc<BroadcastConfig>,
+    shared: Arc<Shared>,
+    local: SocketAddr,
 }
 
 pub fn bind(cfg: &BroadcastConfig) -> Result<Bound> {
-    let _ = Bound {
+    STARTED.get_or_init(Instant::now);
+    let dest = cfg.destination;
+    let addr = cfg
+        .bind
+        .unwrap_or_else(|| SocketAddr::new(super::mcast_join::unspecified(dest.ip()), 0));
+    let std = net::udp_socket(addr, &cfg.socket, Role::UdpBroadcast)?;
+    if dest.ip().is_multicast() {
+        let sock = socket2::SockRef::from(&std);
+        match (dest, addr) {
+            (SocketAddr::V4(_), SocketAddr::V4(b)) if !b.ip().is_unspecified() => sock
+                .set_multicast_if_v4(b.ip())
+                .with_context(|| format!("set the outgoing multicast interface to {}", b.ip()))?,
+            (SocketAddr::V6(d), SocketAddr::V6(b)) => {
+                let index = if d.scope_id() != 0 {
+                    d.scope_id()
+                } else {
+                    b.scope_id()
+                };
+                if index != 0 {
+                    sock.set_multicast_if_v6(index).with_context(|| {
+                        format!("set the outgoing multicast interface to index {index}")
+                    })?;
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, text) in [("payload", &cfg.payload), ("goodbye", &cfg.goodbye)] {
+        Template::parse(text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("broadcast {key} template"))?;
+    }
+    let socket = UdpSocket::from_std(std).context("register UDP socket with tokio")?;
+    let local = socket.local_addr()?;
+    Ok(Bound {
         cfg: Arc::new(cfg.clone()),
-    };
-    anyhow::bail!("[[broadcast]] services are not implemented in this build yet")
+        shared: Arc::new(Shared {
+            socket,
+            seq: AtomicU64::new(0),
+        }),
+        local,
+    })
 }
 
 impl Bound {
     pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::from(([0, 0, 0, 0], 0))
+        self.local
     }
+
     pub fn destination(&self) -> SocketAddr {
-        self.local_addr()
+        self.cfg.destination
     }
-    pub fn group_addr(&self) -> SocketAddr {
-        self.local_addr()
-    }
+
     pub fn with_config(&self, cfg: &BroadcastConfig) -> Bound {
         Bound {
             cfg: Arc::new(cfg.clone()),
+            ..self.clone()
         }
     }
-    pub fn report(&self) -> Vec<crate::net::Applied> {
-        Vec::new()
+
+    pub fn report(&self) -> Vec<net::Applied> {
+        net::read_back(
+            socket2::SockRef::from(&self.shared.socket),
+            self.local.is_ipv6(),
+            &self.cfg.socket,
+            Role::UdpBroadcast,
+        )
     }
-    pub async fn run(self, _ctx: ServiceCtx) -> Result<()> {
-        let _ = &self.cfg;
+
+    pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
+        let cfg = &self.cfg;
+        // Parsed again here (validated at load and in `bind`) so a reload's new text applies.
+        let payload = Template::parse(&cfg.payload).map_err(anyhow::Error::msg)?;
+        let goodbye = Template::parse(&cfg.goodbye).map_err(anyhow::Error::msg)?;
+        let hostname = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        let mut sender = Sender {
+            b: &self,
+            ctx: &ctx,
+            hostname,
+            errors: RateLimited::new(Duration::from_secs(30)),
+        };
+        info!(destination = %cfg.destination, interval = ?cfg.interval, jitter = ?cfg.jitter, "announcing");
+        // The supervisor fills the directory just after spawning every service;
+        // wait for it (briefly) so the first announcement already lists `{services}`.
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while ctx.directory.read().map(|d| d.is_empty()).unwrap_or(false)
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        loop {
+            sender.send(&payload).await;
+            let delay = jittered(cfg.interval, cfg.jitter);
+            tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        // A pause (reload rebinding our address) cancels only `stop`; a handover
+        // leaves another Bound on this socket (the supervisor's copy and ours make two).
+        let handed_over = Arc::strong_count(&self.shared) > 2;
+        if ctx.drain.is_cancelled() && !handed_over && !goodbye.is_empty() {
+            sender.send(&goodbye).await;
+            info!(destination = %cfg.destination, "goodbye sent");
+        }
         Ok(())
+    }
+}
+
+/// `interval` moved by a uniformly random amount in `-jitter..=+jitter`.
+pub fn jittered(interval: Duration, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return interval;
+    }
+    let j = jitter.as_secs_f64();
+    let offset = rand::random_range(-j..=j);
+    Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.0))
+}
+
+struct Sender<'a> {
+    b: &'a Bound,
+    ctx: &'a ServiceCtx,
+    hostname: String,
+    errors: RateLimited,
+}
+
+impl Sender<'_> {
+    async fn send(&mut self, t: &Template) {
+        let cfg = &self.b.cfg;
+        let seq = self.b.shared.seq.load(Ordering::Relaxed);
+        let services = other_services(
+            &self
+                .ctx
+                .directory
+                .read()
+                .map(|d| d.clone())
+                .unwrap_or_default(),
+            &cfg.name,
+        );
+        let uptime_s = STARTED.get().map(|s| s.elapsed().as_secs()).unwrap_or(0);
+        let vars = Vars {
+            name: &cfg.name,
+            hostname: &self.hostname,
+            seq,
+            uptime_s,
+            pid: std::process::id(),
+            services: &services,
+        };
+        let mut text = t.render(&vars);
+        if text.len() > MAX_PAYLOAD_BYTES {
+            // {services} grew past what validation could foresee (a reload added services).
+            let mut cut = MAX_PAYLOAD_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            self.ctx.metrics.drop_counter("payload_truncated").inc();
+        }
+        let m = &self.ctx.metrics;
+        match self
+            .b
+            .shared
+            .socket
+            .send_to(text.as_bytes(), cfg.destination)
+            .await
+        {
+            Ok(n) => {
+                self.b.shared.seq.fetch_add(1, Ordering::Relaxed);
+                m.msgs_out.inc();
+                m.bytes_out.inc_by(n as u64);
+                debug!(seq, bytes = n, "announced");
+            }
+            Err(e) => {
+                m.error_counter(error_kind(&e)).inc();
+                if let Some(suppressed) = self.errors.allow() {
+                    warn!(destination = %cfg.destination, local_addr = %self.b.local, error = %e, suppressed,
+                        "cannot send announcement: {}; retrying next interval", cause(&e, cfg.destination.ip()));
+                }
+            }
+        }
+    }
+}
+
+/// `{services}` without the announcer's own entry.
+fn other_services(directory: &str, me: &str) -> String {
+    directory
+        .split_whitespace()
+        .filter(|kv| kv.split_once('=').is_none_or(|(n, _)| n != me))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn error_kind(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => "send_permission_denied",
+        io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => "send_unreachable",
+        _ => "send",
+    }
+}
+
+/// The likely cause of a send error, in words an operator can act on.
+fn cause(e: &io::Error, dest: IpAddr) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied if dest.is_ipv4() => {
+            "permission denied: broadcast needs SO_BROADCAST (it is set), so a firewall rule or a missing capability is refusing it"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied: a firewall rule or a missing capability is refusing it"
+        }
+        io::ErrorKind::NetworkUnreachable => {
+            "network unreachable: no route to the destination from the bind address; check `bind` and that the interface is up"
+        }
+        io::ErrorKind::HostUnreachable => {
+            "host unreachable: no route or neighbour for the destination"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "address not available: the bind address cannot reach this destination"
+        }
+        io::ErrorKind::WouldBlock => "send buffer full",
+        _ => "send failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_bounds() {
+        let (i, j) = (Duration::from_millis(100), Duration::from_millis(30));
+        for _ in 0..1000 {
+            let d = jittered(i, j);
+            assert!(
+                d >= Duration::from_millis(70) && d <= Duration::from_millis(130),
+                "{d:?}"
+            );
+        }
+        assert_eq!(jittered(i, Duration::ZERO), i);
+    }
+
+    #[test]
+    fn services_drop_own_entry() {
+        assert_eq!(
+            other_services("a=udp://1 me=udp://2 b=tcp://3", "me"),
+            "a=udp://1 b=tcp://3"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! service ([`Bound::with_spec`]) and no client sees the listener close.
 
 pub mod broadcast;
+pub mod mcast_join;
 pub mod multicast;
 pub mod tcp_conn;
 pub mod tcp_echo;

@@ -1,46 +1,266 @@
-//! `[[multicast]]`: placeholder until the multicast service lands (issue 3); binding fails
-//! with a clear message so `run` refuses configs that use it.
+//! `[[multicast]]`: joins `group` on `interface` (optionally only from
+//! `source`), counts what arrives per sender, and with `reply = "echo"` sends
+//! each datagram back to its sender by unicast.
+//!
+//! Binding: the wildcard address and `port`, SO_REUSEADDR on by default (and
+//! SO_REUSEPORT when asked) so other listeners and programs can share the
+//! port. Groups stay isolated on a shared port: on Linux IP_MULTICAST_ALL /
+//! IPV6_MULTICAST_ALL is off unless `socket.multicast_all = true` (otherwise a
+//! socket gets every group any socket on the host joined on that port); other
+//! Unix systems bind the group address itself, the classic BSD filter; Windows
+//! refuses a bind to a group address, so it binds the wildcard and shares.
+//!
+//! The joined socket lives in one `Arc` with a `Drop` that leaves the group:
+//! a reload that hands the socket to a changed service keeps the membership,
+//! and the group is left (IP_DROP_MEMBERSHIP / IPV6_LEAVE_GROUP) exactly
+//! when the last user of the socket goes away.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use lru::LruCache;
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
 
 use super::ServiceCtx;
-use crate::config::MulticastConfig;
+use super::mcast_join::{Membership, unspecified};
+use super::udp_guard::{Guard, Verdict};
+use crate::config::{Compat, DEFAULT_BLOCKED_SOURCE_PORTS, MulticastConfig, Reply};
+use crate::logging::RateLimited;
+use crate::net::{self, Applied, Role};
+
+/// Senders tracked at once; the least recently heard is forgotten.
+pub const MAX_SENDERS: usize = 1024;
+
+/// The joined socket; leaving the group is tied to its lifetime.
+struct Joined {
+    socket: UdpSocket,
+    membership: Membership,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        let m = &self.membership;
+        match m.leave(&socket2::SockRef::from(&self.socket)) {
+            Ok(()) => info!(group = %m.group, interface = %m.iface_text, "left multicast group"),
+            Err(e) => {
+                warn!(group = %m.group, interface = %m.iface_text, error = %e, "leaving multicast group failed (the kernel drops it when the socket closes)")
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Bound {
     cfg: Arc<MulticastConfig>,
+    joined: Arc<Joined>,
+    local: SocketAddr,
 }
 
 pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
-    let _ = Bound {
-        cfg: Arc::new(cfg.clone()),
+    let membership = Membership::new(cfg.group, cfg.interface.as_deref(), cfg.source)?;
+    let bind_ip = if cfg!(all(
+        unix,
+        not(any(target_os = "linux", target_os = "android"))
+    )) {
+        cfg.group
+    } else {
+        unspecified(cfg.group)
     };
-    anyhow::bail!("[[multicast]] services are not implemented in this build yet")
+    let addr = SocketAddr::new(bind_ip, cfg.port);
+    let sock = net::udp_unbound(addr, &cfg.socket, Role::Udp)?;
+    if cfg.group.is_ipv6() && cfg.socket.only_v6.is_none() {
+        // An IPv6 wildcard socket would otherwise also take IPv4 traffic to this port.
+        sock.set_only_v6(true).context("set IPV6_V6ONLY")?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let all = cfg.socket.multicast_all.unwrap_or(false);
+        let r = if cfg.group.is_ipv4() {
+            sock.set_multicast_all_v4(all)
+        } else {
+            sock.set_multicast_all_v6(all)
+        };
+        r.context("set socket.multicast_all (IP_MULTICAST_ALL / IPV6_MULTICAST_ALL)")?;
+    }
+    net::bind(&sock, addr, "udp")?;
+    membership.join(&sock)?;
+    warn_pitfalls(cfg, &membership);
+    net::make_nonblocking(&sock)?;
+    let socket = UdpSocket::from_std(sock.into()).context("register UDP socket with tokio")?;
+    let local = socket.local_addr()?;
+    info!(group = %cfg.group, interface = %membership.iface_text, source = ?cfg.source, %local, "joined multicast group");
+    Ok(Bound {
+        cfg: Arc::new(cfg.clone()),
+        joined: Arc::new(Joined { socket, membership }),
+        local,
+    })
+}
+
+/// Start-up warnings for the mistakes that make a listener silently hear nothing (or too much).
+fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
+    if m.kernel_picks() {
+        warn!(group = %cfg.group, kernel_interface = %m.kernel_choice(cfg.port),
+            "no interface given: the kernel joined on the interface of its route to the group; set `interface` to choose");
+    }
+    if cfg.socket.multicast_loop.is_some() {
+        warn!(
+            "socket.multicast_loop only affects datagrams this socket sends (echo replies are unicast); \
+            to hear a sender on this host, set multicast_loop on the sender"
+        );
+    }
+    if cfg.socket.multicast_all == Some(true) {
+        warn!(
+            port = cfg.port,
+            "socket.multicast_all = true: this socket also receives every other group joined on this host on this port"
+        );
+    }
+    let loopback = cfg
+        .interface
+        .as_deref()
+        .is_some_and(|i| i.parse::<IpAddr>().is_ok_and(|a| a.is_loopback()) || i == "lo");
+    if loopback {
+        info!(group = %cfg.group, "joined on loopback: only senders on this host (with multicast_loop on) reach this group");
+    }
+    if let IpAddr::V4(g) = cfg.group {
+        if g.octets()[..3] == [224, 0, 0] {
+            warn!(group = %g, "224.0.0.0/24 is the local network control block (routing protocols); use 239.0.0.0/8 for your own groups");
+        }
+    }
+    if cfg!(windows) && cfg.socket.reuse_address != Some(false) {
+        warn!(
+            port = cfg.port,
+            "on Windows the wildcard bind shares this port: datagrams to other groups joined on the port may arrive here"
+        );
+    }
 }
 
 impl Bound {
     pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::from(([0, 0, 0, 0], 0))
+        self.local
     }
-    pub fn destination(&self) -> SocketAddr {
-        self.local_addr()
-    }
+
+    /// The group and port senders address.
     pub fn group_addr(&self) -> SocketAddr {
-        self.local_addr()
+        SocketAddr::new(self.cfg.group, self.cfg.port)
     }
+
+    /// The joined socket (`netservd listen` reads it directly).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.joined.socket
+    }
+
     pub fn with_config(&self, cfg: &MulticastConfig) -> Bound {
         Bound {
             cfg: Arc::new(cfg.clone()),
+            ..self.clone()
         }
     }
-    pub fn report(&self) -> Vec<crate::net::Applied> {
-        Vec::new()
+
+    pub fn report(&self) -> Vec<Applied> {
+        let mut out = net::read_back(
+            socket2::SockRef::from(&self.joined.socket),
+            self.local.is_ipv6(),
+            &self.cfg.socket,
+            Role::Udp,
+        );
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.cfg.socket.multicast_all.is_none() {
+            let sock = socket2::SockRef::from(&self.joined.socket);
+            let v = if self.local.is_ipv4() {
+                sock.multicast_all_v4()
+            } else {
+                sock.multicast_all_v6()
+            };
+            out.push(Applied {
+                key: "multicast_all",
+                requested: "false (default)".into(),
+                effective: v
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|e| format!("error: {e}")),
+            });
+        }
+        let m = &self.joined.membership;
+        let src = m.source.map(|s| format!(" source {s}")).unwrap_or_default();
+        out.push(Applied {
+            key: "membership",
+            requested: format!("{} on {}{src}", m.group, m.iface_text),
+            effective: "joined".into(),
+        });
+        out
     }
-    pub async fn run(self, _ctx: ServiceCtx) -> Result<()> {
-        let _ = &self.cfg;
+
+    pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
+        let cfg = &self.cfg;
+        let m = &ctx.metrics;
+        let socket = &self.joined.socket;
+        let recv_errors = m.error_counter("recv");
+        let send_errors = m.error_counter("send");
+        let mut guard = Guard::new(&DEFAULT_BLOCKED_SOURCE_PORTS, None, m);
+        let mut senders: LruCache<SocketAddr, (u64, u64)> =
+            LruCache::new(NonZeroUsize::new(MAX_SENDERS).unwrap_or(NonZeroUsize::MIN));
+        let mut new_sender_log = RateLimited::new(Duration::from_secs(1));
+        let mut error_log = RateLimited::new(Duration::from_secs(5));
+        let mut buf = vec![0u8; crate::MAX_UDP_PAYLOAD + 1];
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => break,
+                r = socket.recv_from(&mut buf) => r,
+            };
+            let (n, src) = match received {
+                Ok(ok) => ok,
+                Err(e) => {
+                    recv_errors.inc();
+                    if let Some(suppressed) = error_log.allow() {
+                        debug!(error = %e, suppressed, "receive error; continuing");
+                    }
+                    continue;
+                }
+            };
+            m.msgs_in.inc();
+            m.bytes_in.inc_by(n as u64);
+            let entry = senders.get_or_insert_mut(src, || (0, 0));
+            entry.0 += 1;
+            entry.1 += n as u64;
+            if entry.0 == 1 {
+                if let Some(suppressed) = new_sender_log.allow() {
+                    info!(sender = %src, bytes = n, suppressed, "new sender");
+                }
+            }
+            debug!(sender = %src, bytes = n, datagrams = entry.0, "datagram");
+            if cfg.reply != Reply::Echo || guard.check(src) != Verdict::Reply {
+                continue;
+            }
+            let reply = &mut buf[..n];
+            if cfg.compat == Compat::Sockperf {
+                super::udp_echo::sockperf_reply(reply);
+            }
+            match socket.try_send_to(reply, src) {
+                Ok(_) => {
+                    m.msgs_out.inc();
+                    m.bytes_out.inc_by(n as u64);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    m.drop_counter("send_buffer_full").inc();
+                }
+                Err(e) => {
+                    send_errors.inc();
+                    if let Some(suppressed) = error_log.allow() {
+                        debug!(sender = %src, error = %e, suppressed, "echo send error; continuing");
+                    }
+                }
+            }
+        }
+        let top: Vec<String> = senders
+            .iter()
+            .take(16)
+            .map(|(a, (d, b))| format!("{a}:{d}/{b}"))
+            .collect();
+        info!(senders = senders.len(), top = %top.join(" "), "per-sender totals (sender:datagrams/bytes, most recent first)");
         Ok(())
     }
 }

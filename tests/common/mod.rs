@@ -5,6 +5,9 @@
 //! daemon logged no panic and no unexpected ERROR.
 #![allow(dead_code)]
 
+pub mod counters;
+pub mod limits;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -27,6 +30,9 @@ pub struct Daemon {
     /// Service name -> URL from the `ready` event (e.g. `tcp://127.0.0.1:41234`).
     pub urls: HashMap<String, String>,
     logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// ERROR messages (substrings) this test provokes on purpose; any other
+    /// ERROR or a panic fails the test when the daemon is dropped.
+    pub expected_errors: Vec<String>,
 }
 
 impl Daemon {
@@ -65,6 +71,7 @@ impl Daemon {
             config_path,
             urls: HashMap::new(),
             logs,
+            expected_errors: Vec::new(),
         };
         let ready = d
             .wait_log(|l| l["message"] == "ready", WAIT)
@@ -144,9 +151,19 @@ impl Daemon {
             .join("\n")
     }
 
+    /// Declares an ERROR this test provokes on purpose (a substring of it).
+    pub fn expect_error(&mut self, substring: &str) {
+        self.expected_errors.push(substring.to_string());
+    }
+
     /// Fails if the daemon logged a panic or an ERROR whose message is not
-    /// one of `expected` (substrings).
+    /// one of `expected` or of [`Daemon::expected_errors`] (substrings).
     pub fn assert_clean(&self, expected: &[&str]) {
+        let expected: Vec<&str> = expected
+            .iter()
+            .copied()
+            .chain(self.expected_errors.iter().map(String::as_str))
+            .collect();
         for l in self.logs() {
             let text = l.to_string();
             assert!(
@@ -177,6 +194,11 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every test fails on a daemon panic or an unexpected ERROR, even if it never asked.
+        if !std::thread::panicking() {
+            std::thread::sleep(Duration::from_millis(20)); // let the log reader drain
+            self.assert_clean(&[]);
+        }
     }
 }
 

@@ -1,0 +1,192 @@
+//! Network namespaces for the broadcast and multicast tests (the safety rule:
+//! no datagram leaves a namespace the test created). [`enter`] moves the
+//! calling test thread into a fresh, empty network namespace with
+//! `unshare(CLONE_NEWNET)`; every socket it opens and every process it spawns
+//! (the daemon, socat, `netservd send/listen`) lives there, and the kernel
+//! deletes the namespace when the last of them is gone, so there is nothing
+//! to clean up even when a test panics. Needs root (CAP_SYS_ADMIN); without
+//! it the test fails and says so.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Moves this thread into a new network namespace: `lo` up with multicast on
+/// and 224.0.0.0/4 routed to it, so IPv4 broadcast (127.255.255.255) and
+/// groups joined on 127.0.0.1 work without any real interface.
+pub fn enter() {
+    // SAFETY: unshare(2) only changes this thread's namespaces.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        panic!(
+            "cannot create a network namespace (unshare(CLONE_NEWNET): {e}); these tests must run as root \
+             (or with CAP_SYS_ADMIN) and never fall back to the host network"
+        );
+    }
+    sh("ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo");
+}
+
+/// A veth pair inside the namespace for IPv6 multicast (Linux does not loop
+/// IPv6 multicast over `lo`): `nsa` has fd00::1, `nsb` fd00::2, no DAD wait.
+pub fn veth() {
+    sh("sysctl -qw net.ipv6.conf.default.accept_dad=0 \
+        && ip link add nsa type veth peer name nsb \
+        && ip -6 addr add fd00::1/64 dev nsa nodad && ip -6 addr add fd00::2/64 dev nsb nodad \
+        && ip link set nsa up && ip link set nsb up");
+}
+
+/// Runs a shell command in the namespace; panics with its output if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// (device, group) rows of `/proc/PID/net/igmp` (the kernel's IPv4 membership table).
+pub fn igmp(pid: &str) -> Vec<(String, Ipv4Addr)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/igmp")).expect("read igmp");
+    let mut dev = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        if !line.starts_with('\t') {
+            dev = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        } else if let Some(hex) = line.split_whitespace().next() {
+            // The kernel prints the network-order address as a host-order u32.
+            let v = u32::from_str_radix(hex, 16).expect("hex group");
+            out.push((dev.clone(), Ipv4Addr::from(v.to_ne_bytes())));
+        }
+    }
+    out
+}
+
+/// (device, group) rows of `/proc/PID/net/igmp6`.
+pub fn igmp6(pid: &str) -> Vec<(String, Ipv6Addr)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/igmp6")).expect("read igmp6");
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let bytes: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(f.get(2)?.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<_>>()?;
+            Some((
+                f[1].to_string(),
+                Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?),
+            ))
+        })
+        .collect()
+}
+
+/// True while some socket in the namespace is bound to UDP `port`.
+pub fn udp_port_bound(port: u16, v6: bool) -> bool {
+    let table = std::fs::read_to_string(if v6 {
+        "/proc/thread-self/net/udp6"
+    } else {
+        "/proc/thread-self/net/udp"
+    })
+    .unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|a| a.ends_with(&format!(":{port:04X}")))
+    })
+}
+
+/// Waits until UDP `port` is bound (a peer we started is ready to receive).
+pub fn wait_udp_bound(port: u16, v6: bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while !udp_port_bound(port, v6) {
+        assert!(
+            Instant::now() < end,
+            "nothing bound UDP port {port} within 5s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A peer process (socat, `netservd listen`) whose stdout is collected;
+/// killed on drop.
+pub struct Peer {
+    child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Peer {
+    pub fn spawn(program: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {program} (is it installed? scripts/test.sh installs socat): {e}"
+                )
+            });
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Peer { child, out }
+    }
+
+    /// Everything printed so far, as lines.
+    pub fn lines(&self) -> Vec<String> {
+        BufReader::new(&self.out.lock().unwrap()[..])
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the lines printed so far.
+    pub fn wait_lines(&self, pred: impl Fn(&[String]) -> bool, timeout: Duration) -> Vec<String> {
+        let end = Instant::now() + timeout;
+        loop {
+            let l = self.lines();
+            if pred(&l) || Instant::now() > end {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,563 @@
+//! Broadcast and multicast against the real binary, each test inside its own
+//! network namespace (see `common/netns.rs`): announcements seen by socat,
+//! jitter, goodbye, the kernel's membership tables, IPv4 and IPv6 echo,
+//! group isolation on a shared port, source-specific joins, send errors, and
+//! the `send`/`listen` tools. Nothing here can reach the host's network.
+
+mod common;
+#[path = "common/netns.rs"]
+mod netns;
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use netns::Peer;
+
+const SIGTERM: i32 = 15;
+
+/// Runs `netservd ARGS` in the test's namespace: (exit code, stdout).
+fn tool(args: &[&str]) -> (i32, String) {
+    let (code, out, err) = netservd(args, None);
+    eprintln!("netservd {args:?} -> {code}\nstdout:\n{out}stderr:\n{err}");
+    (code, out)
+}
+
+/// SIGTERM, then a clean exit 0.
+fn stop(d: &mut Daemon) {
+    d.signal(SIGTERM);
+    let status = d
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("daemon did not exit after SIGTERM; logs:\n{}", d.dump()));
+    assert!(
+        status.success(),
+        "daemon exited with {status:?}; logs:\n{}",
+        d.dump()
+    );
+}
+
+/// The number after `key=` in `line`.
+fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.parse().ok())
+}
+
+#[test]
+fn announcements_reach_socat_in_sequence_then_goodbye() {
+    netns::enter();
+    let socat = Peer::spawn("socat", &["-u", "UDP4-RECV:17070,reuseaddr", "STDOUT"]);
+    netns::wait_udp_bound(17070, false);
+    let mut d = Daemon::start(
+        r#"
+[[udp_echo]]
+name = "echo-udp"
+listen = "127.0.0.1:0"
+[[broadcast]]
+name = "announce"
+destination = "127.255.255.255:17070"
+bind = "127.0.0.1:0"
+interval = "100ms"
+jitter = "20ms"
+payload = "hello {name} seq={seq} pid={pid} {services}\n"
+goodbye = "bye {name} seq={seq}\n"
+"#,
+    );
+    let lines = socat.wait_lines(|l| l.len() >= 5, WAIT);
+    assert!(
+        lines.len() >= 5,
+        "socat saw {} announcements in {WAIT:?}: {lines:?}",
+        lines.len()
+    );
+    stop(&mut d);
+    let lines = socat.wait_lines(|l| l.iter().any(|x| x.starts_with("bye")), WAIT);
+    let (hello, bye): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.starts_with("hello"));
+    assert_eq!(bye.len(), 1, "exactly one goodbye expected: {lines:?}");
+    assert_eq!(
+        lines.last(),
+        bye.last().copied(),
+        "goodbye must be the last datagram: {lines:?}"
+    );
+    let seqs: Vec<u64> = hello
+        .iter()
+        .map(|l| field(l, "seq=").expect("seq field"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "seq must start at 0 and grow by one: {lines:?}"
+    );
+    assert_eq!(
+        field(bye[0], "seq="),
+        Some(seqs.len() as u64),
+        "goodbye takes the next seq"
+    );
+    let pid = d.pid().to_string();
+    for l in &hello {
+        assert!(l.contains(&format!("pid={pid} ")), "pid field: {l}");
+        assert!(
+            l.contains(&format!("echo-udp={}", d.urls["echo-udp"])),
+            "{{services}} lists the udp echo: {l}"
+        );
+        assert!(
+            !l.contains("announce=udp"),
+            "{{services}} leaves the announcer itself out: {l}"
+        );
+    }
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn intervals_are_randomised_within_jitter() {
+    netns::enter();
+    let rx = UdpSocket::bind("0.0.0.0:17071").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let d = Daemon::start(
+        r#"
+[[broadcast]]
+name = "jittery"
+destination = "127.255.255.255:17071"
+bind = "127.0.0.1:0"
+interval = "150ms"
+jitter = "75ms"
+payload = "seq={seq}"
+goodbye = ""
+"#,
+    );
+    let mut at = Vec::new();
+    let mut buf = [0u8; 64];
+    while at.len() < 13 {
+        rx.recv_from(&mut buf).expect("announcement within 2s");
+        at.push(Instant::now());
+    }
+    let gaps: Vec<f64> = at
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+        .collect();
+    for g in &gaps {
+        // 150 +- 75 ms, with slack for scheduling on a loaded machine.
+        assert!(
+            (60.0..=260.0).contains(g),
+            "gap {g:.1} ms outside 150 +- 75 ms: {gaps:?}"
+        );
+    }
+    let spread = gaps.iter().cloned().fold(f64::MIN, f64::max)
+        - gaps.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        spread > 20.0,
+        "intervals look fixed (spread {spread:.1} ms), jitter not applied: {gaps:?}"
+    );
+    d.assert_clean(&[]);
+}
+
+const GROUPS: &str = r#"
+[[multicast]]
+name = "g4"
+group = "239.255.70.77"
+port = 17077
+interface = "127.0.0.1"
+reply = "echo"
+[[multicast]]
+name = "g6"
+group = "ff12::7077"
+port = 17077
+interface = "nsb"
+reply = "echo"
+"#;
+
+#[test]
+fn kernel_lists_memberships_on_the_configured_interfaces_until_removed() {
+    netns::enter();
+    netns::veth();
+    let mut d = Daemon::start(GROUPS);
+    let pid = d.pid().to_string();
+    let g4 = ("lo".to_string(), "239.255.70.77".parse().unwrap());
+    let g6 = ("nsb".to_string(), "ff12::7077".parse().unwrap());
+    assert!(
+        netns::igmp(&pid).contains(&g4),
+        "239.255.70.77 not joined on lo: {:?}",
+        netns::igmp(&pid)
+    );
+    let v6 = netns::igmp6(&pid);
+    assert!(v6.contains(&g6), "ff12::7077 not joined on nsb: {v6:?}");
+    assert!(
+        !v6.iter().any(|(dev, g)| dev != "nsb" && *g == g6.1),
+        "ff12::7077 joined on another interface: {v6:?}"
+    );
+
+    // A reload that removes g6 leaves its group while the daemon keeps running.
+    d.write_config(&GROUPS[..GROUPS.find("[[multicast]]\nname = \"g6\"").unwrap()]);
+    d.wait_log(|l| l["message"] == "reload applied", WAIT)
+        .unwrap_or_else(|| panic!("no reload; logs:\n{}", d.dump()));
+    let end = Instant::now() + WAIT;
+    while netns::igmp6(&pid).contains(&g6) {
+        assert!(
+            Instant::now() < end,
+            "ff12::7077 still joined after the reload removed it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        netns::igmp(&pid).contains(&g4),
+        "the unchanged g4 lost its membership on reload"
+    );
+
+    stop(&mut d);
+    assert!(
+        !netns::igmp("thread-self").contains(&g4),
+        "239.255.70.77 still joined after shutdown"
+    );
+    assert_eq!(
+        d.count_logs(|l| l["message"] == "left multicast group"),
+        2,
+        "both groups left explicitly; logs:\n{}",
+        d.dump()
+    );
+    d.assert_clean(&[]);
+}
+
+/// socat sends `msg` to `addr` and prints what comes back within 1 s.
+fn socat_round_trip(addr: &str, msg: &str) -> String {
+    let mut c = Command::new("socat")
+        .args(["-t", "1", "-", addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("socat (scripts/test.sh installs it)");
+    c.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ipv4_and_ipv6_groups_echo_to_socat() {
+    netns::enter();
+    netns::veth();
+    let d = Daemon::start(GROUPS);
+    assert_eq!(
+        socat_round_trip(
+            "UDP4-DATAGRAM:239.255.70.77:17077,ip-multicast-if=127.0.0.1",
+            "hello4\n"
+        ),
+        "hello4\n"
+    );
+    assert_eq!(
+        socat_round_trip("UDP6-DATAGRAM:[ff12::7077%nsa]:17077", "hello6\n"),
+        "hello6\n"
+    );
+    // And with our own tool, naming the IPv6 interface instead of a scope id.
+    let (code, out) = tool(&[
+        "send",
+        "udp://[ff12::7077]:17077",
+        "hi6",
+        "--interface",
+        "nsa",
+        "--expect-reply",
+        "--wait",
+        "500ms",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("3 bytes: hi6"), "{out}");
+    d.assert_clean(&[]);
+}
+
+fn shared_port(all: bool) -> String {
+    let mut s = String::new();
+    for (name, group) in [("a", "239.1.1.1"), ("b", "239.1.1.2")] {
+        s += &format!(
+            "[[multicast]]\nname = \"{name}\"\ngroup = \"{group}\"\nport = 17080\ninterface = \"127.0.0.1\"\nreply = \"echo\"\n"
+        );
+        if all {
+            s += "[multicast.socket]\nmulticast_all = true\n";
+        }
+    }
+    s
+}
+
+/// Replies `netservd send` printed for one datagram to `group`.
+fn replies(group: &str) -> usize {
+    let (code, out) = tool(&[
+        "send",
+        &format!("udp://{group}:17080"),
+        "which",
+        "--interface",
+        "127.0.0.1",
+        "--wait",
+        "500ms",
+    ]);
+    assert_eq!(code, 0);
+    out.lines().filter(|l| l.starts_with("reply")).count()
+}
+
+#[test]
+fn two_groups_on_one_port_stay_separate() {
+    netns::enter();
+    // socat shares the port (SO_REUSEADDR) and hears group b.
+    let socat = Peer::spawn(
+        "socat",
+        &[
+            "-u",
+            "UDP4-RECV:17080,reuseaddr,ip-add-membership=239.1.1.2:127.0.0.1",
+            "STDOUT",
+        ],
+    );
+    netns::wait_udp_bound(17080, false);
+    let mut d = Daemon::start(&shared_port(false));
+    assert_eq!(
+        replies("239.1.1.1"),
+        1,
+        "a datagram to group a must reach only service a"
+    );
+    assert_eq!(
+        replies("239.1.1.2"),
+        1,
+        "a datagram to group b must reach only service b"
+    );
+    let heard = socat.wait_lines(|l| !l.is_empty(), WAIT);
+    assert!(
+        heard.iter().any(|l| l.contains("which")),
+        "socat on the shared port heard nothing: {heard:?}"
+    );
+    stop(&mut d);
+    drop(socat);
+
+    // Control: with IP_MULTICAST_ALL on (Linux's default), both listeners get both groups,
+    // which shows the check above can fail.
+    let d = Daemon::start(&shared_port(true));
+    assert_eq!(
+        replies("239.1.1.1"),
+        2,
+        "with multicast_all = true both services should answer"
+    );
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn source_specific_joins_accept_only_their_source() {
+    netns::enter();
+    netns::veth();
+    netns::sh("ip addr add 127.0.0.2/8 dev lo");
+    let d = Daemon::start(
+        r#"
+[[multicast]]
+name = "ssm4"
+group = "232.1.1.1"
+port = 17090
+interface = "127.0.0.1"
+source = "127.0.0.1"
+reply = "echo"
+[[multicast]]
+name = "ssm6"
+group = "ff3e::8000:7"
+port = 17090
+interface = "nsb"
+source = "fd00::1"
+reply = "echo"
+"#,
+    );
+    let send = |url: &str, iface: &str| {
+        tool(&[
+            "send",
+            url,
+            "ssm",
+            "--interface",
+            iface,
+            "--expect-reply",
+            "--wait",
+            "500ms",
+        ])
+        .0
+    };
+    assert_eq!(
+        send("udp://232.1.1.1:17090", "127.0.0.1"),
+        0,
+        "the configured source gets an answer"
+    );
+    assert_eq!(
+        send("udp://232.1.1.1:17090", "127.0.0.2"),
+        1,
+        "another source must be filtered out by the kernel"
+    );
+    // Out of nsa the source address is fd00::1; out of nsb (looped back to nsb) it is fd00::2.
+    assert_eq!(
+        send("udp://[ff3e::8000:7]:17090", "nsa"),
+        0,
+        "the configured IPv6 source gets an answer"
+    );
+    assert_eq!(
+        send("udp://[ff3e::8000:7]:17090", "nsb"),
+        1,
+        "another IPv6 source must be filtered out"
+    );
+    let pid = d.pid().to_string();
+    assert!(netns::igmp(&pid).contains(&("lo".into(), "232.1.1.1".parse().unwrap())));
+    assert!(netns::igmp6(&pid).contains(&("nsb".into(), "ff3e::8000:7".parse().unwrap())));
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn send_and_listen_against_the_daemon() {
+    netns::enter();
+    let d = Daemon::start(
+        r#"
+[[tcp_echo]]
+name = "echo"
+listen = "127.0.0.1:0"
+[[broadcast]]
+name = "announce"
+destination = "127.255.255.255:17075"
+bind = "127.0.0.1:0"
+interval = "100ms"
+jitter = "10ms"
+payload = "netservd {name} seq={seq}"
+[[multicast]]
+name = "group"
+group = "239.255.70.78"
+port = 17076
+interface = "127.0.0.1"
+reply = "echo"
+"#,
+    );
+    // listen: watch the announcer.
+    let (code, out) = tool(&[
+        "listen",
+        "udp://127.255.255.255:17075",
+        "--count",
+        "3",
+        "--timeout",
+        "5s",
+    ]);
+    assert_eq!(code, 0);
+    let seen: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("bytes: netservd announce seq="))
+        .collect();
+    assert_eq!(seen.len(), 3, "{out}");
+    assert!(
+        seen[0].starts_with("127.0.0.1:"),
+        "sender shown first: {}",
+        seen[0]
+    );
+
+    // listen on the group while send pokes it; the daemon echoes to send.
+    let mut listener = Peer::spawn(
+        bin().to_str().unwrap(),
+        &[
+            "listen",
+            "udp://239.255.70.78:17076",
+            "--interface",
+            "127.0.0.1",
+            "--count",
+            "1",
+            "--timeout",
+            "5s",
+        ],
+    );
+    // The daemon already holds the port and the group, so give listen a moment to join too.
+    std::thread::sleep(Duration::from_millis(400));
+    let (code, out) = tool(&[
+        "send",
+        "udp://239.255.70.78:17076",
+        "poke",
+        "--interface",
+        "127.0.0.1",
+        "--expect-reply",
+        "--wait",
+        "500ms",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("4 bytes: poke"), "{out}");
+    assert_eq!(
+        listener.wait(WAIT),
+        Some(0),
+        "listen --count 1 should exit 0 after the poke"
+    );
+    assert!(
+        listener
+            .lines()
+            .iter()
+            .any(|l| l.ends_with("4 bytes: poke")),
+        "{:?}",
+        listener.lines()
+    );
+
+    // --hex, and tcp:// frames.
+    let (code, out) = tool(&["send", &d.urls["echo"], "hi", "--wait", "300ms", "--hex"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("2 bytes: hex 6869"), "{out}");
+    // Nothing arrives: --timeout gives up with exit 1.
+    let (code, _) = tool(&["listen", "udp://127.0.0.1:17099", "--timeout", "300ms"]);
+    assert_eq!(code, 1);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn unreachable_destination_is_one_warning_and_the_announcer_keeps_going() {
+    netns::enter();
+    let d = Daemon::start(
+        r#"
+[[broadcast]]
+name = "lost"
+destination = "10.9.255.255:17079"
+interval = "50ms"
+jitter = "0ms"
+"#,
+    );
+    let warn = d
+        .wait_log(
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cannot send announcement"))
+            },
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("no send warning; logs:\n{}", d.dump()));
+    assert!(
+        warn["message"]
+            .as_str()
+            .unwrap()
+            .contains("network unreachable"),
+        "{warn}"
+    );
+    assert_eq!(warn["destination"], "10.9.255.255:17079");
+    std::thread::sleep(Duration::from_millis(500)); // ~10 more failed intervals
+    assert_eq!(
+        d.count_logs(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot send announcement"))),
+        1,
+        "warning not rate-limited"
+    );
+    assert_eq!(
+        d.count_logs(|l| l["message"] == "service failed"),
+        0,
+        "the announcer died of a send error"
+    );
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn join_without_interface_says_where_the_kernel_put_it() {
+    netns::enter();
+    let d = Daemon::start(
+        "[[multicast]]\nname = \"anywhere\"\ngroup = \"239.255.70.79\"\nport = 17078\n",
+    );
+    let w = d
+        .wait_log(
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("no interface given"))
+            },
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("no warning; logs:\n{}", d.dump()));
+    assert_eq!(w["kernel_interface"], "lo", "{w}");
+    assert!(
+        netns::igmp(&d.pid().to_string())
+            .contains(&("lo".into(), "239.255.70.79".parse().unwrap()))
+    );
+    d.assert_clean(&[]);
+}

@@ -1,0 +1,303 @@
+//! Live reconfiguration against the real binary: SIGHUP and file edits,
+//! unchanged services keep their socket (same inode) and connections, bad
+//! configs and bind conflicts change nothing, moved services drain.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn svc(name: &str, port: u16, extra: &str) -> String {
+    format!("[[tcp_echo]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{extra}\n")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
+fn listen_inode(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f[1] == format!("0100007F:{port:04X}") && f[3] == "0A").then(|| f[9].parse().unwrap())
+    })
+}
+
+fn echo_once(s: &mut TcpStream, payload: &[u8]) {
+    let f = frame(4, true, payload);
+    s.write_all(&f).unwrap();
+    let mut back = vec![0; f.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, f);
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Polls until `addr` accepts and echoes; returns how long that took.
+fn wait_serving(addr: SocketAddr) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < WAIT {
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            echo_once(&mut s, b"up");
+            return t.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("{addr} never started serving");
+}
+
+fn reloads(d: &Daemon, msg: &str) -> usize {
+    d.count_logs(|l| l["message"] == msg)
+}
+
+const NO_WATCH: &str = "[daemon]\nwatch_config = false\n";
+
+#[test]
+fn sighup_adds_a_service_and_keeps_the_unchanged_one_on_the_same_socket() {
+    let (p1, p2) = (free_port(), free_port());
+    let base = format!("{NO_WATCH}{}", svc("a", p1, ""));
+    let mut d = Daemon::start(&base);
+    let inode = listen_inode(p1).expect("listening");
+    let mut before = connect(d.addr("a"));
+    echo_once(&mut before, b"before");
+
+    d.write_config(&format!("{base}{}", svc("b", p2, "")));
+    let t = Instant::now();
+    d.signal(libc::SIGHUP);
+    let took = wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    eprintln!(
+        "SIGHUP to new listener accepting: {:?} (poll bound {:?})",
+        took,
+        t.elapsed()
+    );
+    let line = d
+        .wait_log(|l| l["message"] == "reload applied", WAIT)
+        .unwrap();
+    assert_eq!(
+        (line["started"].as_u64(), line["unchanged"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        d.wait_log(|l| l["action"] == "unchanged" && l["service"] == "a", WAIT)
+            .is_some()
+    );
+    assert!(
+        d.wait_log(|l| l["action"] == "started" && l["service"] == "b", WAIT)
+            .is_some()
+    );
+    assert_eq!(
+        listen_inode(p1),
+        Some(inode),
+        "unchanged service got a new socket"
+    );
+    echo_once(&mut before, b"after"); // the old connection still works
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(WAIT).unwrap().code(), Some(0));
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn a_file_edit_reloads_by_itself() {
+    let (p1, p2) = (free_port(), free_port());
+    let base = svc("a", p1, "");
+    let d = Daemon::start(&base);
+    std::thread::sleep(Duration::from_millis(200)); // watcher armed
+    d.write_config(&format!("{base}{}", svc("b", p2, "")));
+    wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    let line = d
+        .wait_log(|l| l["message"] == "reload applied", WAIT)
+        .unwrap();
+    assert_eq!(line["trigger"], "file change");
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn a_broken_file_changes_nothing() {
+    let p1 = free_port();
+    let base = format!("{NO_WATCH}{}", svc("a", p1, ""));
+    let mut d = Daemon::start(&base);
+    d.expect_error(&d.config_path.display().to_string());
+    let inode = listen_inode(p1);
+    let mut conn = connect(d.addr("a"));
+    // A syntax error, then an invalid value: both logged with line:col, both keep the old config.
+    for (i, bad) in [
+        format!("{base}[[tcp_echo]\n"),
+        format!("{base}{}", svc("b", free_port(), "length_field_bytes = 3")),
+    ]
+    .iter()
+    .enumerate()
+    {
+        d.write_config(bad);
+        d.signal(libc::SIGHUP);
+        let deadline = Instant::now() + WAIT;
+        while reloads(
+            &d,
+            "reload failed: config invalid; still running the previous config",
+        ) <= i
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            reloads(
+                &d,
+                "reload failed: config invalid; still running the previous config"
+            ),
+            i + 1,
+            "{}",
+            d.dump()
+        );
+        echo_once(&mut conn, b"still");
+        assert_eq!(listen_inode(p1), inode);
+    }
+    let cfg = d.config_path.display().to_string();
+    assert!(
+        d.wait_log(
+            |l| l["level"] == "ERROR"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(&format!("{cfg}:10:"))
+                        && m.contains("length_field_bytes = 3")),
+            WAIT
+        )
+        .is_some(),
+        "{}",
+        d.dump()
+    );
+    assert_eq!(reloads(&d, "reload applied"), 0);
+    d.assert_clean(&[&cfg]);
+}
+
+#[test]
+fn a_bind_conflict_rolls_the_whole_reload_back() {
+    let (p1, p2) = (free_port(), free_port());
+    let blocker = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p3 = blocker.local_addr().unwrap().port();
+    let base = format!("{NO_WATCH}{}", svc("a", p1, ""));
+    let mut d = Daemon::start(&base);
+    d.expect_error("reload failed: bind error");
+    // Adds b (would bind) and c (cannot: the port is taken by another process).
+    d.write_config(&format!(
+        "{base}{}{}",
+        svc("b", p2, ""),
+        svc("c", p3, "[tcp_echo.socket]\nreuse_address = false")
+    ));
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(
+            |l| l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reload failed: bind error")),
+            WAIT
+        )
+        .is_some()
+    );
+    assert!(
+        TcpStream::connect(format!("127.0.0.1:{p2}")).is_err(),
+        "b stayed bound after the rollback"
+    );
+    echo_once(&mut connect(d.addr("a")), b"a still serves");
+    d.assert_clean(&["reload failed: bind error"]);
+}
+
+#[test]
+fn moving_a_service_closes_the_old_port_and_drains_its_connections() {
+    let (p1, p2) = (free_port(), free_port());
+    let d = Daemon::start(&format!("{NO_WATCH}{}", svc("a", p1, "")));
+    let mut old = connect(d.addr("a"));
+    echo_once(&mut old, b"pre-move");
+    // Leave frames in flight across the reload.
+    let mut pending = Vec::new();
+    for i in 0..100u8 {
+        pending.extend(frame(4, true, &[i; 32]));
+    }
+    old.write_all(&pending).unwrap();
+    d.write_config(&format!("{NO_WATCH}{}", svc("a", p2, "")));
+    d.signal(libc::SIGHUP);
+    wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    assert!(
+        d.wait_log(|l| l["action"] == "replaced" && l["service"] == "a", WAIT)
+            .is_some()
+    );
+    assert!(
+        TcpStream::connect(format!("127.0.0.1:{p1}")).is_err(),
+        "old port still open"
+    );
+    // The old connection got every frame back, then a clean FIN (drained, not reset).
+    let mut back = Vec::new();
+    old.read_to_end(&mut back).unwrap();
+    assert!(back == pending);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn changing_socket_options_on_the_same_address_rebinds_without_address_in_use() {
+    let p1 = free_port();
+    let d = Daemon::start(&format!(
+        "{NO_WATCH}{}",
+        svc("a", p1, "[tcp_echo.socket]\nttl = 64")
+    ));
+    let inode = listen_inode(p1).unwrap();
+    d.write_config(&format!(
+        "{NO_WATCH}{}",
+        svc("a", p1, "[tcp_echo.socket]\nttl = 32")
+    ));
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(|l| l["message"] == "reload applied", WAIT)
+            .is_some(),
+        "{}",
+        d.dump()
+    );
+    wait_serving(format!("127.0.0.1:{p1}").parse().unwrap());
+    assert_ne!(
+        listen_inode(p1),
+        Some(inode),
+        "socket options changed but the socket did not"
+    );
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn changing_only_timeouts_hands_the_same_socket_over() {
+    let p1 = free_port();
+    let d = Daemon::start(&format!(
+        "{NO_WATCH}{}",
+        svc("a", p1, "idle_timeout = \"30s\"")
+    ));
+    let inode = listen_inode(p1).unwrap();
+    d.write_config(&format!(
+        "{NO_WATCH}{}",
+        svc("a", p1, "idle_timeout = \"1s\"")
+    ));
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(|l| l["message"] == "reload applied", WAIT)
+            .is_some()
+    );
+    assert_eq!(listen_inode(p1), Some(inode));
+    // The new setting is in force for new connections: idle for 1s closes.
+    let mut s = connect(d.addr("a"));
+    let t = Instant::now();
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "new idle_timeout not applied: {:?}",
+        t.elapsed()
+    );
+}

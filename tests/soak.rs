@@ -1,0 +1,332 @@
+//! Bounded soak (about 20 s of traffic): 200 concurrent TCP clients open
+//! connection after connection, send random frames in random chunks and end
+//! each connection one of three ways (plain close, half-close, close in the
+//! middle of a frame), while UDP clients exchange random datagrams. Afterwards
+//! every echo was byte-exact, the daemon's descriptors are back to their
+//! start, its RSS is near its start, every mid-frame close was seen, and it
+//! logged no ERROR or panic. Runs in `cargo test` (and so `scripts/test.sh`);
+//! `SOAK_SECS` changes the duration.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use common::limits::{fd_count, rss_kib, settle};
+use common::*;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TCP_CLIENTS: u64 = 200;
+const UDP_CLIENTS: u64 = 4;
+const MAX_FRAME: usize = 65536;
+
+#[derive(Default)]
+struct Tally {
+    conns: AtomicU64,
+    half_closes: AtomicU64,
+    mid_frame_closes: AtomicU64,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    tcp_failures: AtomicU64,
+    datagrams: AtomicU64,
+    udp_lost: AtomicU64,
+    udp_wrong: AtomicU64,
+}
+
+/// How a client ends its connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    Close,
+    HalfClose,
+    MidFrame,
+}
+
+fn payload(rng: &mut SmallRng) -> Vec<u8> {
+    // Mostly small frames, some up to the limit, a few empty.
+    let len = match rng.random_range(0..10) {
+        0 => 0,
+        1 => rng.random_range(1..=MAX_FRAME),
+        _ => rng.random_range(1..2048),
+    };
+    let mut p = vec![0u8; len];
+    rng.fill(&mut p[..]);
+    p
+}
+
+/// One connection: send frames in random chunks, check every echo, end it as `ending` says.
+async fn one_connection(addr: SocketAddr, rng: &mut SmallRng, t: &Tally) -> Result<(), String> {
+    let ending = match rng.random_range(0..20) {
+        0..=9 => Ending::Close,
+        10..=16 => Ending::HalfClose,
+        _ => Ending::MidFrame,
+    };
+    let frames: Vec<Vec<u8>> = (0..rng.random_range(1..=12))
+        .map(|_| frame(4, true, &payload(rng)))
+        .collect();
+    let expected: Vec<u8> = frames.concat();
+    let mut wire = expected.clone();
+    if ending == Ending::MidFrame {
+        let extra = frame(4, true, &payload(rng));
+        wire.extend_from_slice(&extra[..rng.random_range(1..extra.len())]);
+    }
+    let cuts: Vec<usize> = (0..rng.random_range(0..6))
+        .map(|_| rng.random_range(0..=wire.len()))
+        .collect();
+    // A slow peer: one pause in the middle of sending, which also keeps hundreds of connections open at once.
+    let pause = Duration::from_millis(rng.random_range(0..800));
+
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut rd, mut wr) = s.split();
+    let write = async {
+        let mut at = 0;
+        let mut points = cuts.clone();
+        points.push(wire.len());
+        points.sort_unstable();
+        for (i, p) in points.into_iter().enumerate() {
+            if p > at {
+                wr.write_all(&wire[at..p]).await?;
+                at = p;
+                tokio::task::yield_now().await;
+            }
+            if i == 0 {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        if ending != Ending::Close {
+            wr.shutdown().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let read = async {
+        let mut back = vec![0u8; expected.len()];
+        rd.read_exact(&mut back).await?;
+        let mut rest = Vec::new();
+        if ending != Ending::Close {
+            // The server echoes every complete frame, then shuts its side: EOF.
+            rd.read_to_end(&mut rest).await?;
+        }
+        Ok::<_, std::io::Error>((back, rest))
+    };
+    let (w, r) = tokio::time::timeout(Duration::from_secs(15), async { tokio::join!(write, read) })
+        .await
+        .map_err(|_| "connection timed out".to_string())?;
+    w.map_err(|e| format!("write: {e}"))?;
+    let (back, rest) = r.map_err(|e| format!("read: {e}"))?;
+    if back != expected || !rest.is_empty() {
+        return Err(format!(
+            "echo differs: {} bytes expected, {} back, {} extra",
+            expected.len(),
+            back.len(),
+            rest.len()
+        ));
+    }
+    t.conns.fetch_add(1, Relaxed);
+    t.frames.fetch_add(frames.len() as u64, Relaxed);
+    t.bytes.fetch_add(expected.len() as u64, Relaxed);
+    match ending {
+        Ending::Close => {}
+        Ending::HalfClose => _ = t.half_closes.fetch_add(1, Relaxed),
+        Ending::MidFrame => _ = t.mid_frame_closes.fetch_add(1, Relaxed),
+    }
+    Ok(())
+}
+
+async fn tcp_client(addr: SocketAddr, seed: u64, until: Instant, t: Arc<Tally>) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    while Instant::now() < until {
+        if let Err(e) = one_connection(addr, &mut rng, &t).await {
+            eprintln!("tcp client {seed}: {e}");
+            t.tcp_failures.fetch_add(1, Relaxed);
+        }
+        // Paced: hundreds of connections at once, not a CPU benchmark.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..150))).await;
+    }
+}
+
+async fn udp_client(addr: SocketAddr, seed: u64, until: Instant, t: Arc<Tally>) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut seq = 0u64;
+    while Instant::now() < until {
+        seq += 1;
+        let mut d = seq.to_be_bytes().to_vec();
+        d.extend((0..rng.random_range(0..1400)).map(|_| rng.random::<u8>()));
+        sock.send_to(&d, addr).await.unwrap();
+        t.datagrams.fetch_add(1, Relaxed);
+        // A reply is this datagram or a late one from before (loopback rarely loses one).
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
+                Err(_) => {
+                    t.udp_lost.fetch_add(1, Relaxed);
+                    break;
+                }
+                Ok(Ok((n, _))) if buf[..n] == d[..] => break,
+                Ok(Ok((n, _)))
+                    if n >= 8 && u64::from_be_bytes(buf[..8].try_into().unwrap()) < seq =>
+                {
+                    continue;
+                }
+                Ok(_) => {
+                    t.udp_wrong.fetch_add(1, Relaxed);
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1..5))).await;
+    }
+}
+
+/// Runs every client for `length`; returns the daemon's peak RSS (KiB) and descriptor count.
+fn round(
+    rt: &tokio::runtime::Runtime,
+    (tcp, udp): (SocketAddr, SocketAddr),
+    pid: i32,
+    length: Duration,
+    t: &Arc<Tally>,
+) -> (u64, usize) {
+    let until = Instant::now() + length;
+    let sampler = std::thread::spawn(move || {
+        let (mut peak_rss, mut peak_fds) = (0, 0);
+        while Instant::now() < until {
+            peak_rss = peak_rss.max(rss_kib(pid));
+            peak_fds = peak_fds.max(fd_count(pid));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (peak_rss, peak_fds)
+    });
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..TCP_CLIENTS {
+            tasks.push(tokio::spawn(tcp_client(
+                tcp,
+                rand::random(),
+                until,
+                t.clone(),
+            )));
+        }
+        for _ in 0..UDP_CLIENTS {
+            tasks.push(tokio::spawn(udp_client(
+                udp,
+                rand::random(),
+                until,
+                t.clone(),
+            )));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    sampler.join().unwrap()
+}
+
+#[test]
+fn soak_tcp_and_udp_under_mixed_abuse() {
+    let secs: u64 = std::env::var("SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let cfg = format!(
+        "[daemon]\nwatch_config = false\n\n[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = {MAX_FRAME}\n\
+         idle_timeout = \"10s\"\nframe_timeout = \"5s\"\n[tcp_echo.socket]\nbacklog = 1024\n\n\
+         [[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let d = Daemon::start(&cfg);
+    let (tcp, udp) = (d.addr("echo"), d.addr("u"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Warm up (first connections, the largest buffers) before taking the baseline.
+    let warm = Arc::new(Tally::default());
+    rt.block_on(async {
+        let mut rng = SmallRng::seed_from_u64(0);
+        for _ in 0..20 {
+            one_connection(tcp, &mut rng, &warm).await.unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss0, fds0) = (rss_kib(d.pid()), fd_count(d.pid()));
+
+    // Two rounds of the same traffic: the first may grow allocator pools; the
+    // second must not grow them further (a leak would).
+    let t = Arc::new(Tally::default());
+    let pid = d.pid();
+    let (peak_rss, peak_fds) = round(&rt, (tcp, udp), pid, Duration::from_secs(secs / 2), &t);
+    let fds1 = settle(WAIT, || fd_count(pid), |n| n <= fds0);
+    let rss1 = rss_kib(pid);
+    let (peak_rss2, peak_fds2) = round(
+        &rt,
+        (tcp, udp),
+        pid,
+        Duration::from_secs(secs - secs / 2),
+        &t,
+    );
+    let (peak_rss, peak_fds) = (peak_rss.max(peak_rss2), peak_fds.max(peak_fds2));
+    let fds = settle(WAIT, || fd_count(pid), |n| n <= fds0);
+    let rss = settle(Duration::from_secs(3), || rss_kib(pid), |r| r <= rss1);
+    let mid = t.mid_frame_closes.load(Relaxed) + warm.mid_frame_closes.load(Relaxed);
+    let seen_mid = settle(
+        WAIT,
+        || {
+            d.count_logs(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("peer closed in the middle"))
+            })
+        },
+        |n| n as u64 >= mid,
+    );
+    let g = |a: &AtomicU64| a.load(Relaxed);
+    eprintln!(
+        "soak {secs}s: {} connections ({} half-closed, {} closed mid-frame), {} frames, {} MiB echoed, {} tcp failures; \
+         {} datagrams, {} lost, {} wrong; RSS {rss0} KiB -> peak {peak_rss} -> {rss1} after round 1 -> {rss} KiB after round 2; \
+         fds {fds0} -> peak {peak_fds} -> {fds1} -> {fds}",
+        g(&t.conns),
+        g(&t.half_closes),
+        g(&t.mid_frame_closes),
+        g(&t.frames),
+        g(&t.bytes) >> 20,
+        g(&t.tcp_failures),
+        g(&t.datagrams),
+        g(&t.udp_lost),
+        g(&t.udp_wrong)
+    );
+    assert_eq!(g(&t.tcp_failures), 0, "some TCP echoes failed");
+    assert!(
+        g(&t.conns) >= 1000 && g(&t.half_closes) > 0 && g(&t.mid_frame_closes) > 0,
+        "too little traffic to call it a soak"
+    );
+    assert_eq!(g(&t.udp_wrong), 0, "a UDP reply differed from its request");
+    assert!(
+        g(&t.udp_lost) * 100 <= g(&t.datagrams),
+        "over 1% of datagrams lost on loopback"
+    );
+    assert!(
+        peak_fds >= fds0 + 150,
+        "only {peak_fds} descriptors at peak: not hundreds of connections at once"
+    );
+    assert!(
+        fds1 <= fds0 && fds <= fds0,
+        "descriptors: {fds0} at start, {fds1} after round 1, {fds} after round 2"
+    );
+    assert!(
+        rss <= rss0 + 16 * 1024,
+        "RSS did not come back: {rss0} KiB at start, {rss} KiB after"
+    );
+    assert!(
+        rss <= rss1 + 2 * 1024,
+        "RSS grew from round to round ({rss1} -> {rss} KiB): a leak"
+    );
+    assert_eq!(seen_mid as u64, mid, "every mid-frame close is logged once");
+    d.assert_clean(&[]);
+}
