@@ -3,6 +3,8 @@
 //! jitter, goodbye, the kernel's membership tables, IPv4 and IPv6 echo,
 //! group isolation on a shared port, source-specific joins, send errors, and
 //! the `send`/`listen` tools. Nothing here can reach the host's network.
+//! Linux only: network namespaces (unshare(CLONE_NEWNET)) and `ip`.
+#![cfg(target_os = "linux")]
 
 mod common;
 #[path = "common/netns.rs"]
