@@ -4,7 +4,8 @@
 # docker/config.toml. Each step uses only the netservd binary's client tools:
 #   1. probe the framed TCP echo and the UDP echo (a round trip each),
 #   2. receive two announcements broadcast to the network (netservd listen),
-#   3. send to the multicast group and get the listener's unicast echo (netservd send).
+#   3. send to the multicast group and get the listener's unicast echo back
+#      (netservd send --expect-reply: exit 1 without a reply).
 # Prints one PASS/FAIL line per step and a closing "N passed, N failed" line;
 # exits 0 only if every step passed.
 #
@@ -55,7 +56,7 @@ fi
 msg="scenario-$(hostname)-$$"
 if [ -z "${TESTER_ADDR:-}" ]; then
     fail "multicast round trip" "TESTER_ADDR is not set (this host's address on the test network)"
-elif out=$("$NETSERVD" send "udp://$GROUP" "$msg" --interface "$TESTER_ADDR" 2>&1) \
+elif out=$("$NETSERVD" send "udp://$GROUP" "$msg" --interface "$TESTER_ADDR" --expect-reply --wait 3s 2>&1) \
     && printf '%s\n' "$out" | grep -q "$msg"; then
     pass "multicast round trip via $GROUP"
 else

@@ -3,6 +3,8 @@
 //! consecutive `{seq}`, jitter bounds, the goodbye on shutdown and on
 //! reload-removal (and none on a handover), and send errors that are one
 //! clear warning while the announcer keeps going.
+//! Linux only: network namespaces (unshare(CLONE_NEWNET)) and `ip`.
+#![cfg(target_os = "linux")]
 
 mod common;
 #[path = "common/netns.rs"]

@@ -3,6 +3,8 @@
 //! running and after removal, IPv4 and IPv6 echo to socat, group isolation on
 //! a shared port, source-specific joins, and the warning that names the
 //! interface the kernel picked.
+//! Linux only: network namespaces (unshare(CLONE_NEWNET)) and `ip`.
+#![cfg(target_os = "linux")]
 
 mod common;
 #[path = "common/netns.rs"]

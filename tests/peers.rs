@@ -1,6 +1,8 @@
 //! Independent peers: clients that frame with their own runtime (Python's
 //! `struct`) and socat for UDP, so the protocol is checked against code we
 //! did not write.
+//! Unix only: the peers are run through `sh`, `python3` and `socat`.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `netservd send` and `netservd listen` against a running daemon, inside a
 //! network namespace: watching an announcer, poking a group while listening
 //! on it, hex output, TCP frames, and `--timeout` giving up with exit 1.
+//! Linux only: network namespaces (unshare(CLONE_NEWNET)) and `ip`.
+#![cfg(target_os = "linux")]
 
 mod common;
 #[path = "common/netns.rs"]
