@@ -189,7 +189,7 @@ impl Supervisor {
                     let prev = prev.expect("replaced service exists");
                     let r = self.launch(spec, b, None);
                     info!(service = %name, action = "replaced", url = %r.url, "reload");
-                    self.retire(prev, shutdown_timeout);
+                    self.retire(prev, shutdown_timeout).await;
                     next.push(r);
                 }
                 Action::Add(b) => {
@@ -203,7 +203,7 @@ impl Supervisor {
         for r in old {
             counts[1] += 1;
             info!(service = %r.spec.name(), action = "stopped", "reload");
-            self.retire(r, shutdown_timeout);
+            self.retire(r, shutdown_timeout).await;
         }
         self.services = next;
         self.shutdown_timeout = shutdown_timeout;
@@ -258,17 +258,23 @@ impl Supervisor {
         }
     }
 
-    /// Stops a service in the background: no more accepting, connections
-    /// drain until `timeout`, then whatever is left is reset.
-    fn retire(&self, mut r: Running, timeout: Duration) {
+    /// Stops a service: its loop ends now (so its listener is closed and its
+    /// goodbye sent before the reload reports back), then, in the background,
+    /// its connections drain until `timeout` and whatever is left is reset.
+    async fn retire(&self, mut r: Running, timeout: Duration) {
         r.ctx.stop.cancel();
         r.ctx.drain.cancel();
         r.ctx.tracker.close();
-        self.retiring.spawn(async move {
-            if let Some(t) = r.task.take() {
-                let _ = t.await;
+        if let Some(t) = r.task.take() {
+            if tokio::time::timeout(Duration::from_secs(2), t)
+                .await
+                .is_err()
+            {
+                warn!(service = %r.spec.name(), "service loop did not stop within 2s of the reload");
             }
-            drop(r.bound.take());
+        }
+        drop(r.bound.take());
+        self.retiring.spawn(async move {
             if tokio::time::timeout(timeout, r.ctx.tracker.wait()).await.is_err() {
                 let cut = r.ctx.tracker.len();
                 r.ctx.abort.cancel();

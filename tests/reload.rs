@@ -235,6 +235,11 @@ fn moving_a_service_closes_the_old_port_and_drains_its_connections() {
         d.wait_log(|l| l["action"] == "replaced" && l["service"] == "a", WAIT)
             .is_some()
     );
+    // By the time the reload reports back, the old listener is closed.
+    assert!(
+        d.wait_log(|l| l["message"] == "reload applied", WAIT)
+            .is_some()
+    );
     assert!(
         TcpStream::connect(format!("127.0.0.1:{p1}")).is_err(),
         "old port still open"
