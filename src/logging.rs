@@ -5,30 +5,46 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
-    /// One JSON object per line: timestamp, level, message, fields, spans.
+    /// One JSON object per line: timestamp, level, message, service and fields, spans.
     Json,
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .flatten_event(true)
-            .try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init()
+            .is_ok(),
+        LogFormat::Json => {
+            // One object per line: timestamp, level, target, message and the
+            // event's fields at the top, plus the fields of the enclosing spans
+            // (`service`, `kind`, `local_addr`, `peer`) at the top too, so a
+            // collector can filter by service without digging into `spans`.
+            let mut json = json_subscriber::JsonLayer::stderr();
+            json.with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime)
+                .with_level("level")
+                .with_target("target")
+                .with_flattened_event()
+                .with_top_level_flattened_span_list()
+                .with_current_span("span")
+                .with_span_list("spans");
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(json)
+                .try_init()
+                .is_ok()
+        }
     };
 }
 

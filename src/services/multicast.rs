@@ -92,7 +92,7 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
     net::make_nonblocking(&sock)?;
     let socket = UdpSocket::from_std(sock.into()).context("register UDP socket with tokio")?;
     let local = socket.local_addr()?;
-    info!(group = %cfg.group, interface = %membership.iface_text, source = ?cfg.source, %local, "joined multicast group");
+    debug!(group = %cfg.group, interface = %membership.iface_text, source = ?cfg.source, %local, "joined multicast group");
     Ok(Bound {
         cfg: Arc::new(cfg.clone()),
         joined: Arc::new(Joined { socket, membership }),
@@ -123,7 +123,7 @@ fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
         .as_deref()
         .is_some_and(|i| i.parse::<IpAddr>().is_ok_and(|a| a.is_loopback()) || i == "lo");
     if loopback {
-        info!(group = %cfg.group, "joined on loopback: only senders on this host (with multicast_loop on) reach this group");
+        debug!(group = %cfg.group, "joined on loopback: only senders on this host (with multicast_loop on) reach this group");
     }
     if let IpAddr::V4(g) = cfg.group {
         if g.octets()[..3] == [224, 0, 0] {
