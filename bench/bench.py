@@ -133,20 +133,26 @@ def cells(opts):
 
 
 def measure(opts, tmp):
+    """Runs every cell; servers of a protocol all run at once (idle ones sleep in
+    the kernel), and each repetition visits every server in turn, so a burst of
+    load from other users lands on all servers alike instead of on one."""
     results = {}  # (cell, server) -> [report...]
     for proto in ("tcp", "udp"):
         names = ["netservd", "c-epoll", "tokio"] if proto == "tcp" else ["netservd", "c-plain", "c-mmsg", "tokio", "sockperf"]
-        for name in names:
-            srv = Server(name, proto, opts.server_cpu, tmp)
-            try:
-                for p, label, gen_args, servers in cells(opts):
-                    if p != proto:
-                        continue
-                    for rep in range(opts.reps):
+        servers = []
+        try:
+            for name in names:
+                servers.append(Server(name, proto, opts.server_cpu, tmp))
+            for p, label, gen_args, _ in cells(opts):
+                if p != proto:
+                    continue
+                for rep in range(opts.reps):
+                    for srv in servers:
                         r = run_cell(srv, gen_args, opts)
-                        results.setdefault((label, name), []).append(r)
-                        print(f"{label:22} {name:9} rep {rep + 1}: {r['msgs_per_s']:>11.0f} msgs/s  p50 {r['latency_us']['p50']:.1f} us  p99 {r['latency_us']['p99']:.1f} us  cpu {r['cpu_ns_per_msg']:.0f} ns/msg", file=sys.stderr)
-            finally:
+                        results.setdefault((label, srv.name), []).append(r)
+                        print(f"{label:22} {srv.name:9} rep {rep + 1}: {r['msgs_per_s']:>11.0f} msgs/s  p50 {r['latency_us']['p50']:.1f} us  p99 {r['latency_us']['p99']:.1f} us  cpu {r['cpu_ns_per_msg']:.0f} ns/msg", file=sys.stderr)
+        finally:
+            for srv in servers:
                 srv.stop()
     return results
 
