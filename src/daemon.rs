@@ -69,6 +69,8 @@ pub struct ServiceInfo {
     /// Set when the service's task ended with an error.
     pub error: Option<String>,
     pub socket: Vec<Applied>,
+    /// Multicast groups joined, each as `group on interface [from source]`.
+    pub groups: Vec<String>,
 }
 
 /// The services as they run now; the supervisor writes it, readers copy it.
@@ -200,6 +202,7 @@ impl Supervisor {
                         .find(|o| o.name == r.spec.name())
                         .and_then(|o| o.error.clone()),
                     socket: b.map(Bound::report).unwrap_or_default(),
+                    groups: b.map(Bound::groups).unwrap_or_default(),
                 }
             })
             .collect();

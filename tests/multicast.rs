@@ -285,3 +285,42 @@ fn join_without_interface_says_where_the_kernel_put_it() {
     );
     d.assert_clean(&[]);
 }
+
+#[test]
+fn services_endpoint_lists_joined_groups_per_interface() {
+    netns::enter();
+    netns::veth();
+    let d = Daemon::start(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n{GROUPS}"));
+    let url = format!("http://{}/services", common::counters::admin_addr(&d));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    let body = agent
+        .get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let services: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let groups = |name: &str| {
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {body}"))["groups"]
+            .clone()
+    };
+    assert_eq!(
+        groups("g4"),
+        serde_json::json!(["239.255.70.77 on 127.0.0.1"]),
+        "{body}"
+    );
+    assert_eq!(
+        groups("g6"),
+        serde_json::json!(["ff12::7077 on nsb"]),
+        "{body}"
+    );
+}

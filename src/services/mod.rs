@@ -167,6 +167,14 @@ impl Bound {
         }
     }
 
+    /// Multicast groups joined, each as `group on interface [from source]`.
+    pub fn groups(&self) -> Vec<String> {
+        match self {
+            Bound::Multicast(b) => b.groups(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The same socket under a new spec (see [`Spec::same_socket`]).
     pub fn with_spec(&self, spec: &Spec) -> Option<Bound> {
         Some(match (self, spec) {

@@ -139,6 +139,13 @@ fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
 }
 
 impl Bound {
+    /// The membership this listener holds, as `/services` shows it.
+    pub fn groups(&self) -> Vec<String> {
+        let m = &self.joined.membership;
+        let source = m.source.map(|s| format!(" from {s}")).unwrap_or_default();
+        vec![format!("{} on {}{source}", m.group, m.iface_text)]
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
