@@ -1,0 +1,301 @@
+//! Builds every socket the daemon serves on: a `[*.socket]` table becomes
+//! socket2 calls, in the order the kernel needs them (options that affect bind
+//! before bind, then bind, then listen), then the socket is made non-blocking
+//! and handed to tokio. [`read_back`] asks the kernel what it actually applied,
+//! for `check --bind` and `/services`.
+//!
+//! socket2 covers nearly every option; the few it lacks (SO_RCVLOWAT,
+//! SO_DONTROUTE, TCP_FASTOPEN, SO_EXCLUSIVEADDRUSE) go through `raw`, a thin
+//! setsockopt/getsockopt on the same descriptor.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::config::{Keepalive, SocketOptions};
+
+mod raw;
+mod readback;
+
+pub use readback::{Applied, read_back};
+
+/// The listen() backlog when the config does not set one.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// What a socket is for; decides which defaults apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    TcpListener,
+    /// A UDP service that owns its address (udp_echo).
+    Udp,
+    /// UDP that sends to broadcast addresses (SO_BROADCAST on).
+    UdpBroadcast,
+    /// A multicast listener: shares its port with other listeners by design.
+    UdpMulticast,
+}
+
+impl Role {
+    /// Owns its address exclusively: on Windows it gets SO_EXCLUSIVEADDRUSE.
+    fn exclusive(self) -> bool {
+        matches!(self, Role::TcpListener | Role::Udp)
+    }
+}
+
+/// Creates, configures and binds a TCP listener, non-blocking, ready for tokio.
+pub fn tcp_listener(addr: SocketAddr, o: &SocketOptions) -> Result<std::net::TcpListener> {
+    let sock = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    apply(&sock, addr, o, Role::TcpListener)?;
+    bind(&sock, addr, "tcp")?;
+    sock.listen(o.backlog.unwrap_or(DEFAULT_BACKLOG))
+        .with_context(|| format!("listen on tcp {addr}"))?;
+    make_nonblocking(&sock)?;
+    Ok(sock.into())
+}
+
+/// Creates, configures and binds a UDP socket, non-blocking, ready for tokio.
+pub fn udp_socket(addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<std::net::UdpSocket> {
+    let sock = udp_unbound(addr, o, role)?;
+    bind(&sock, addr, "udp")?;
+    make_nonblocking(&sock)?;
+    Ok(sock.into())
+}
+
+/// A configured UDP socket not yet bound: multicast binds after joining choices.
+pub fn udp_unbound(addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<Socket> {
+    let sock = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    apply(&sock, addr, o, role)?;
+    // Windows reports an ICMP port unreachable (caused by an earlier reply) as
+    // WSAECONNRESET on the next receive. Turn that off; the receive loops
+    // still skip the error should the ioctl be refused.
+    #[cfg(windows)]
+    raw::udp_connreset_off(&sock).context("turn off SIO_UDP_CONNRESET")?;
+    Ok(sock)
+}
+
+fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> Result<Socket> {
+    Socket::new(Domain::for_address(addr), ty, Some(proto))
+        .with_context(|| format!("create socket for {addr}"))
+}
+
+/// Binds, turning the common failures into a message that says what to do.
+pub fn bind(sock: &Socket, addr: SocketAddr, proto: &str) -> Result<()> {
+    sock.bind(&addr.into()).map_err(|e| {
+        let why = match e.kind() {
+            io::ErrorKind::AddrInUse => "address already in use: another process (or another service) is bound to it; pick another port or stop the other user".to_string(),
+            io::ErrorKind::PermissionDenied if addr.port() < 1024 && addr.port() != 0 => {
+                "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port >= 1024".to_string()
+            }
+            io::ErrorKind::AddrNotAvailable => format!("address not available: {} is not an address of this host", addr.ip()),
+            _ => e.to_string(),
+        };
+        anyhow::Error::new(e).context(format!("bind {proto} {addr}: {why}"))
+    })
+}
+
+/// Every socket goes to tokio non-blocking; tokio only checks this on Unix,
+/// so we check it here wherever the platform lets us ask.
+pub fn make_nonblocking(sock: &Socket) -> Result<()> {
+    sock.set_nonblocking(true).context("set O_NONBLOCK")?;
+    #[cfg(unix)]
+    if !sock.nonblocking().context("read O_NONBLOCK")? {
+        anyhow::bail!("socket is still blocking after set_nonblocking(true)");
+    }
+    Ok(())
+}
+
+/// Applies every option the table sets, plus the role's defaults.
+pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<()> {
+    let v6 = addr.is_ipv6();
+    let tcp = role == Role::TcpListener;
+    let set =
+        |key: &str, r: io::Result<()>| r.with_context(|| format!("set socket.{key} on {addr}"));
+
+    if v6 {
+        if let Some(v) = o.only_v6 {
+            set("only_v6", sock.set_only_v6(v))?;
+        }
+    }
+    reuse_address(sock, o.reuse_address.unwrap_or(true), role.exclusive())
+        .with_context(|| format!("set socket.reuse_address on {addr}"))?;
+    #[cfg(unix)]
+    if let Some(v) = o.reuse_port {
+        set("reuse_port", sock.set_reuse_port(v))?;
+    }
+    if let Some(v) = o.recv_buffer_bytes {
+        set("recv_buffer_bytes", sock.set_recv_buffer_size(v))?;
+    }
+    if let Some(v) = o.send_buffer_bytes {
+        set("send_buffer_bytes", sock.set_send_buffer_size(v))?;
+    }
+    if let Some(v) = o.ttl {
+        set(
+            "ttl",
+            if v6 {
+                sock.set_unicast_hops_v6(v)
+            } else {
+                sock.set_ttl_v4(v)
+            },
+        )?;
+    }
+    if let Some(v) = o.tos {
+        set(
+            "tos",
+            if v6 {
+                set_tclass_v6(sock, v)
+            } else {
+                sock.set_tos_v4(v)
+            },
+        )?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(dev) = &o.bind_device {
+        set("bind_device", sock.bind_device(Some(dev.as_bytes())))?;
+    }
+    #[cfg(unix)]
+    if let Some(v) = o.dont_route {
+        set(
+            "dont_route",
+            raw::set(sock, libc::SOL_SOCKET, libc::SO_DONTROUTE, v as i32),
+        )?;
+    }
+    if tcp {
+        // Defaults that keep the echo byte-exact and prompt: urgent bytes stay
+        // in the stream, and small frames are not held back by Nagle.
+        set(
+            "oob_inline",
+            sock.set_out_of_band_inline(o.oob_inline.unwrap_or(true)),
+        )?;
+        set("nodelay", sock.set_tcp_nodelay(o.nodelay.unwrap_or(true)))?;
+        if let Some(k) = o.keepalive {
+            set("keepalive", keepalive(sock, k))?;
+        }
+        if let Some(d) = o.linger {
+            set("linger", sock.set_linger(Some(d)))?;
+        }
+        #[cfg(unix)]
+        if let Some(v) = o.mss {
+            set("mss", sock.set_tcp_mss(v))?;
+        }
+        #[cfg(unix)]
+        if let Some(v) = o.recv_low_water {
+            set(
+                "recv_low_water",
+                raw::set(sock, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v as i32),
+            )?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(v) = o.fastopen {
+            set(
+                "fastopen",
+                raw::set(sock, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, v as i32),
+            )?;
+        }
+    } else {
+        if role == Role::UdpBroadcast {
+            set("broadcast", sock.set_broadcast(true))?;
+        }
+        if let Some(v) = o.multicast_ttl {
+            set(
+                "multicast_ttl",
+                if v6 {
+                    sock.set_multicast_hops_v6(v)
+                } else {
+                    sock.set_multicast_ttl_v4(v)
+                },
+            )?;
+        }
+        if let Some(v) = o.multicast_loop {
+            set(
+                "multicast_loop",
+                if v6 {
+                    sock.set_multicast_loop_v6(v)
+                } else {
+                    sock.set_multicast_loop_v4(v)
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Per-connection options, applied to each accepted stream: Linux does not
+/// carry TCP_NODELAY or the keepalive timers over from the listener everywhere.
+pub fn apply_accepted(stream: &tokio::net::TcpStream, o: &SocketOptions) -> io::Result<()> {
+    stream.set_nodelay(o.nodelay.unwrap_or(true))?;
+    if let Some(k) = o.keepalive {
+        keepalive(&SockRef::from(stream), k)?;
+    }
+    Ok(())
+}
+
+fn keepalive(sock: &Socket, k: Keepalive) -> io::Result<()> {
+    match k {
+        Keepalive::Off => sock.set_keepalive(false),
+        Keepalive::On(p) => {
+            let mut ka = TcpKeepalive::new();
+            if let Some(t) = p.idle {
+                ka = ka.with_time(t);
+            }
+            #[cfg(not(target_os = "openbsd"))]
+            if let Some(t) = p.interval {
+                ka = ka.with_interval(t);
+            }
+            #[cfg(unix)]
+            if let Some(n) = p.retries {
+                ka = ka.with_retries(n);
+            }
+            sock.set_tcp_keepalive(&ka)
+        }
+    }
+}
+
+/// SO_REUSEADDR lets a restarted daemon bind while old connections sit in
+/// TIME_WAIT. On Windows it would instead let another process steal a bound
+/// port, so sockets that own their address (TCP listeners, UDP echo) get
+/// SO_EXCLUSIVEADDRUSE there; multicast listeners keep SO_REUSEADDR to share.
+fn reuse_address(sock: &Socket, on: bool, exclusive: bool) -> io::Result<()> {
+    #[cfg(windows)]
+    if exclusive {
+        return raw::set(
+            sock,
+            windows_sys::Win32::Networking::WinSock::SOL_SOCKET,
+            windows_sys::Win32::Networking::WinSock::SO_EXCLUSIVEADDRUSE,
+            on as i32,
+        );
+    }
+    let _ = exclusive;
+    sock.set_reuse_address(on)
+}
+
+/// IPV6_TCLASS: socket2 wraps it on Unix only; Windows has the same option.
+fn set_tclass_v6(sock: &Socket, v: u32) -> io::Result<()> {
+    #[cfg(windows)]
+    return raw::set(
+        sock,
+        windows_sys::Win32::Networking::WinSock::IPPROTO_IPV6,
+        windows_sys::Win32::Networking::WinSock::IPV6_TCLASS,
+        v as i32,
+    );
+    #[cfg(not(windows))]
+    sock.set_tclass_v6(v)
+}
+
+pub(super) fn tclass_v6(sock: &Socket) -> io::Result<u32> {
+    #[cfg(windows)]
+    return raw::get(
+        sock,
+        windows_sys::Win32::Networking::WinSock::IPPROTO_IPV6,
+        windows_sys::Win32::Networking::WinSock::IPV6_TCLASS,
+    )
+    .map(|v| v as u32);
+    #[cfg(not(windows))]
+    sock.tclass_v6()
+}
+
+/// Sets SO_LINGER to zero so that dropping the stream resets it (RST).
+pub fn reset_on_close(stream: &tokio::net::TcpStream) {
+    let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
