@@ -9,24 +9,10 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use common::counters::admin_addr;
 use common::*;
 
-const CONFIG: &str = r#"
-[daemon]
-shutdown_timeout = "5s"
-watch_config = false
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[tcp_echo]]
-name = "echo"
-listen = "127.0.0.1:0"
-
-[[udp_echo]]
-name = "echo-udp"
-listen = "127.0.0.1:0"
-"#;
+const CONFIG: &str = ECHO_WITH_ADMIN;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -53,19 +39,6 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
         ctype,
         r.body_mut().read_to_string().unwrap(),
     )
-}
-
-/// The admin address from the `ready` event.
-fn admin_addr(d: &Daemon) -> SocketAddr {
-    let ready = d
-        .logs()
-        .into_iter()
-        .find(|l| l["message"] == "ready")
-        .expect("ready event");
-    ready["admin"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no admin address in {ready}"))
 }
 
 /// Value of the sample `name{service="svc"}` in Prometheus text.

@@ -8,24 +8,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::counters::admin_addr;
 use common::*;
 
-const CONFIG: &str = r#"
-[daemon]
-shutdown_timeout = "5s"
-watch_config = false
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[tcp_echo]]
-name = "echo"
-listen = "127.0.0.1:0"
-
-[[udp_echo]]
-name = "echo-udp"
-listen = "127.0.0.1:0"
-"#;
+const CONFIG: &str = ECHO_WITH_ADMIN;
 
 fn tcp_round_trip(addr: SocketAddr, payload: &[u8]) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -35,19 +21,6 @@ fn tcp_round_trip(addr: SocketAddr, payload: &[u8]) {
     let mut back = vec![0; f.len()];
     s.read_exact(&mut back).unwrap();
     assert_eq!(back, f);
-}
-
-/// The admin address from the `ready` event.
-fn admin_addr(d: &Daemon) -> String {
-    let ready = d
-        .logs()
-        .into_iter()
-        .find(|l| l["message"] == "ready")
-        .expect("ready event");
-    ready["admin"]
-        .as_str()
-        .expect("admin address in the ready event")
-        .to_string()
 }
 
 #[test]

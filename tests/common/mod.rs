@@ -16,6 +16,24 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// TCP and UDP echo on free loopback ports, with the admin endpoint.
+pub const ECHO_WITH_ADMIN: &str = r#"
+[daemon]
+shutdown_timeout = "5s"
+watch_config = false
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[tcp_echo]]
+name = "echo"
+listen = "127.0.0.1:0"
+
+[[udp_echo]]
+name = "echo-udp"
+listen = "127.0.0.1:0"
+"#;
+
 /// Every network wait in tests is bounded by this unless a test says otherwise.
 pub const WAIT: Duration = Duration::from_secs(10);
 
