@@ -34,6 +34,11 @@ pub enum Command {
         /// Config file; default $NETSERVD_CONFIG, else ./config.toml, else the built-in shipped config.
         #[arg(long, env = "NETSERVD_CONFIG")]
         config: Option<PathBuf>,
+        /// Windows: run under the Service Control Manager (`sc create netservd binPath= "...\\netservd.exe run --windows-service --config ..."`);
+        /// the service's Stop and system shutdown drain like SIGTERM.
+        #[cfg(windows)]
+        #[arg(long)]
+        windows_service: bool,
     },
     /// Validate a config without serving; exit 0 valid, 2 invalid.
     Check {
@@ -66,6 +71,15 @@ pub fn config_source(path: Option<PathBuf>) -> ConfigSource {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    #[cfg(windows)]
+    if let Command::Run {
+        config,
+        windows_service: true,
+    } = cli.command
+    {
+        // The dispatcher owns this thread; the service builds its own runtime.
+        return ExitCode::from(crate::winservice::run(config_source(config)) as u8);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,7 +92,7 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let code = rt.block_on(async move {
         match cli.command {
-            Command::Run { config } => run_daemon(config_source(config)).await,
+            Command::Run { config, .. } => run_daemon(config_source(config)).await,
             Command::Check { config, bind } => crate::check::run(config_source(config), bind),
             Command::Probe(a) => client::probe::run(a).await,
             Command::Send(a) => client::send::run(a).await,
@@ -91,7 +105,7 @@ pub fn run(cli: Cli) -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-async fn run_daemon(source: ConfigSource) -> i32 {
+pub(crate) async fn run_daemon(source: ConfigSource) -> i32 {
     if matches!(source, ConfigSource::Builtin) {
         info!(
             "no --config, $NETSERVD_CONFIG or ./config.toml: running the built-in shipped config (nothing to watch; SIGHUP reloads it unchanged)"

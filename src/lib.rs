@@ -5,7 +5,8 @@
 //! - [`net`]: a `[*.socket]` table -> socket2 calls -> a bound, non-blocking socket; read-back of effective options.
 //! - [`services`]: one file per kind of service, each `bind` then `run` until cancelled.
 //! - [`daemon`] and [`reload`]: the supervisor: bind all, spawn, reload by diff, drain on shutdown.
-//! - [`signals`] and [`watch`]: SIGTERM/SIGINT/SIGHUP and config-file changes as one event stream.
+//! - [`signals`] and [`watch`]: SIGTERM/SIGINT/SIGHUP and config-file changes as one event stream;
+//!   on Windows, `winservice` turns the Service Control Manager's Stop into the same shutdown event.
 //! - [`metrics`] and [`admin`]: per-service counters, served as `/metrics`, `/healthz`, `/services`.
 //! - [`client`]: the operator's tools: `probe`, `send`, `listen`, `bench`.
 //! - [`frame`], [`template`], [`logging`]: framing, announcement templates, log setup.
@@ -26,6 +27,8 @@ pub mod services;
 pub mod signals;
 pub mod template;
 pub mod watch;
+#[cfg(windows)]
+pub mod winservice;
 
 /// Largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP).
 pub const MAX_UDP_PAYLOAD: usize = 65507;

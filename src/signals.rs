@@ -12,6 +12,12 @@ pub enum Event {
     Shutdown(&'static str),
 }
 
+/// Where the Windows service control handler (another thread, outside the
+/// runtime) delivers Stop and Shutdown; set once the daemon listens for events.
+#[cfg(windows)]
+pub static SERVICE_EVENTS: std::sync::OnceLock<mpsc::UnboundedSender<Event>> =
+    std::sync::OnceLock::new();
+
 /// Starts forwarding signals into `tx`. Must run inside the runtime.
 pub fn forward(tx: mpsc::UnboundedSender<Event>) -> Result<()> {
     #[cfg(unix)]
@@ -53,6 +59,7 @@ pub fn forward(tx: mpsc::UnboundedSender<Event>) -> Result<()> {
         fwd!(windows::ctrl_break(), "ctrl-break");
         fwd!(windows::ctrl_close(), "ctrl-close");
         fwd!(windows::ctrl_shutdown(), "ctrl-shutdown");
+        let _ = SERVICE_EVENTS.set(tx.clone());
     }
     Ok(())
 }
