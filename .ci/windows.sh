@@ -72,4 +72,36 @@ timeout -k 30 "${WINE_TEST_TIMEOUT_S:-900}" \
   --config "target.x86_64-pc-windows-gnu.runner='/usr/lib/wine/wine64'" \
   -- --test-threads="${WINE_TEST_THREADS:-2}" "${wine_skip[@]}"
 /usr/lib/wine/wineserver -k 2>/dev/null || true
+
+phase "Windows service under Wine's Service Control Manager"
+# `run --windows-service`: the SCM starts it (RUNNING, serving), and its Stop
+# control drains like SIGTERM (STOPPED, exit code 0, port closed). One cmd
+# session keeps Wine's services.exe alive from start to stop.
+cargo build --locked -q   # the Linux probe that checks the Windows service from outside
+exe_dir="${WIN_TARGET_DIR:-target/win}/x86_64-pc-windows-gnu/debug"
+svc_dir=$(mktemp -d)
+port=17999
+printf '[daemon]\nwatch_config = false\n[[tcp_echo]]\nname = "echo"\nlisten = "127.0.0.1:%s"\n' "$port" > "$svc_dir/svc.toml"
+winpath() { echo "Z:$(realpath "$1" | sed 's|/|\\|g')"; }
+/usr/lib/wine/wine64 sc create netservd-ci binPath= "$(winpath "$exe_dir/netservd.exe") run --windows-service --config $(winpath "$svc_dir/svc.toml")" >/dev/null
+timeout 120 /usr/lib/wine/wine64 cmd /c "net start netservd-ci & ping -n 7 127.0.0.1 > NUL & net stop netservd-ci & ping -n 3 127.0.0.1 > NUL & sc query netservd-ci" > "$svc_dir/log" 2>&1 &
+cmd_pid=$!
+probe=fail
+for _ in $(seq 1 40); do
+  if target/debug/netservd probe "tcp://127.0.0.1:$port" --timeout 1s >/dev/null 2>&1; then probe=ok; break; fi
+  sleep 0.25
+done
+wait "$cmd_pid" || true
+/usr/lib/wine/wine64 sc delete netservd-ci >/dev/null 2>&1 || true
+/usr/lib/wine/wineserver -k 2>/dev/null || true
+cat "$svc_dir/log"
+[ "$probe" = ok ] || { echo "windows service: never answered on port $port while RUNNING" >&2; exit 1; }
+if ! grep -q "STOPPED" "$svc_dir/log" || ! grep -q "WIN32_EXIT_CODE    : 0" "$svc_dir/log"; then
+  echo "windows service: did not stop cleanly (expected STOPPED with exit code 0)" >&2; exit 1
+fi
+if target/debug/netservd probe "tcp://127.0.0.1:$port" --timeout 1s >/dev/null 2>&1; then
+  echo "windows service: port $port still answers after the service stopped" >&2; exit 1
+fi
+echo "windows service: started by the SCM, served, stopped cleanly"
+rm -rf "$svc_dir"
 phase "done"
