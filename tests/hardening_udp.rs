@@ -185,3 +185,45 @@ fn replies_to_closed_ports_do_not_stop_the_loop() {
     }
     d.assert_clean(&[]);
 }
+
+/// `netservd_messages_in_total{service}`.
+fn messages_in(d: &Daemon, service: &str) -> u64 {
+    let prefix = format!("netservd_messages_in_total{{service=\"{service}\"}} ");
+    common::counters::metrics_text(d)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn datagrams_the_kernel_drops_on_a_full_receive_buffer_are_counted() {
+    let cfg = "[daemon]\nwatch_config = false\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+               [[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\n[udp_echo.socket]\nrecv_buffer_bytes = 4096\n";
+    let d = Daemon::start(cfg);
+    let addr = d.addr("u");
+    let c = client("127.0.0.1:0");
+    // Freeze the daemon so nothing is read: its small receive buffer overflows.
+    d.signal(libc::SIGSTOP);
+    let sent = 500u64;
+    for _ in 0..sent {
+        c.send_to(&[7u8; 256], addr).unwrap();
+    }
+    d.signal(libc::SIGCONT);
+    // Every datagram is either received (messages_in) or counted as a kernel drop.
+    let end = Instant::now() + WAIT;
+    loop {
+        let (got, dropped) = (messages_in(&d, "u"), drops(&d, "u", "receive_buffer_full"));
+        if got + dropped == sent {
+            assert!(
+                dropped > 0,
+                "the 4 KiB buffer should have overflowed: got {got}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "received {got} + kernel drops {dropped} != sent {sent}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

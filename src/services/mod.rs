@@ -9,6 +9,8 @@
 //! service ([`Bound::with_spec`]) and no client sees the listener close.
 
 pub mod broadcast;
+#[cfg(target_os = "linux")]
+mod kernel_drops;
 pub mod mcast_join;
 pub mod multicast;
 pub mod tcp_conn;

@@ -204,6 +204,13 @@ impl Bound {
         let cfg = &self.cfg;
         let m = &ctx.metrics;
         let socket = &self.joined.socket;
+        #[cfg(target_os = "linux")]
+        super::kernel_drops::watch(
+            socket,
+            self.local.is_ipv6(),
+            m.drop_counter("receive_buffer_full"),
+            ctx.stop.clone(),
+        );
         let recv_errors = m.error_counter("recv");
         let send_errors = m.error_counter("send");
         let mut guard = Guard::new(&DEFAULT_BLOCKED_SOURCE_PORTS, cfg.port, None, m);

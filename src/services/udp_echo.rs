@@ -70,6 +70,13 @@ impl Bound {
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
         let mut echo = Echo::new(&self.cfg, self.local.port(), &ctx);
         #[cfg(target_os = "linux")]
+        super::kernel_drops::watch(
+            &*self.socket,
+            self.local.is_ipv6(),
+            ctx.metrics.drop_counter("receive_buffer_full"),
+            ctx.stop.clone(),
+        );
+        #[cfg(target_os = "linux")]
         self.run_batched(&ctx, &mut echo).await?;
         #[cfg(not(target_os = "linux"))]
         self.run_single(&ctx, &mut echo).await?;
