@@ -11,6 +11,19 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// The `connections` field of the "shutdown timeout reached" warning.
+fn connections_cut(d: &Daemon) -> serde_json::Value {
+    let line = d.wait_log(
+        |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutdown timeout reached"))
+        },
+        WAIT,
+    );
+    line.unwrap_or_else(|| panic!("no shutdown timeout warning; logs:\n{}", d.dump()))["connections"].clone()
+}
+
 fn start(shutdown_timeout: &str) -> Daemon {
     Daemon::start(&format!(
         "[daemon]\nshutdown_timeout = \"{shutdown_timeout}\"\n[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\n"
@@ -78,17 +91,7 @@ fn a_peer_that_never_finishes_its_frame_is_reset_at_the_deadline() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "took {took:?}"
     );
-    let cut = d
-        .wait_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("shutdown timeout reached"))
-            },
-            WAIT,
-        )
-        .unwrap();
-    assert_eq!(cut["connections"], 1);
+    assert_eq!(connections_cut(&d), 1);
     s.set_read_timeout(Some(WAIT)).unwrap();
     let mut b = [0u8; 8];
     let r = s.read(&mut b);
@@ -157,17 +160,7 @@ fn a_peer_that_keeps_sending_during_the_drain_is_reset_at_the_deadline() {
         took < Duration::from_millis(2500),
         "drain took {took:?} with shutdown_timeout 1s"
     );
-    let cut = d
-        .wait_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("shutdown timeout reached"))
-            },
-            WAIT,
-        )
-        .unwrap();
-    assert_eq!(cut["connections"], 1);
+    assert_eq!(connections_cut(&d), 1);
     drop(s);
     writer.join().unwrap();
     reader.join().unwrap();
