@@ -50,16 +50,6 @@ fn sample(text: &str, name: &str, svc: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {prefix:?} in:\n{text}"))
 }
 
-fn tcp_round_trip(addr: SocketAddr, payload: &[u8]) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let f = frame(4, true, payload);
-    s.write_all(&f).unwrap();
-    let mut back = vec![0; f.len()];
-    s.read_exact(&mut back).unwrap();
-    assert_eq!(back, f);
-}
-
 fn udp_round_trip(addr: SocketAddr, payload: &[u8]) {
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     u.set_read_timeout(Some(WAIT)).unwrap();

@@ -10,18 +10,7 @@ use std::net::TcpListener;
 
 use common::*;
 
-const CONFIG: &str = r#"
-[daemon]
-watch_config = false
-
-[[tcp_echo]]
-name = "echo"
-listen = "127.0.0.1:0"
-
-[[udp_echo]]
-name = "echo-udp"
-listen = "127.0.0.1:0"
-"#;
+const CONFIG: &str = ECHO_WITH_ADMIN;
 
 fn bench_json(args: &[&str]) -> (i32, serde_json::Value, String) {
     let mut all = vec!["bench"];

@@ -4,24 +4,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::counters::admin_addr;
 use common::*;
 
 const CONFIG: &str = ECHO_WITH_ADMIN;
-
-fn tcp_round_trip(addr: SocketAddr, payload: &[u8]) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let f = frame(4, true, payload);
-    s.write_all(&f).unwrap();
-    let mut back = vec![0; f.len()];
-    s.read_exact(&mut back).unwrap();
-    assert_eq!(back, f);
-}
 
 #[test]
 fn json_logs_parse_line_by_line() {

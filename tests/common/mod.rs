@@ -268,3 +268,15 @@ pub fn frame(width: usize, big: bool, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out
 }
+
+/// One 4-byte big-endian frame to a TCP echo and back, byte-identical.
+pub fn tcp_round_trip(addr: SocketAddr, payload: &[u8]) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let f = frame(4, true, payload);
+    s.write_all(&f).unwrap();
+    let mut back = vec![0; f.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, f);
+}
