@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -219,6 +218,8 @@ fn healthz_names_failed_services() {
 #[cfg(unix)]
 #[test]
 fn healthz_fails_while_draining() {
+    use std::io::{Read, Write};
+
     let d = Daemon::start(CONFIG);
     let admin = admin_addr(&d);
     // A frame half received keeps the drain waiting until it completes.
