@@ -29,9 +29,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{Span, debug, info};
 
 use super::ServiceCtx;
 use crate::config::TcpEchoConfig;
@@ -46,12 +46,19 @@ const MAX_READ: usize = 64 * 1024;
 /// without waiting, a connection yields so one busy peer cannot starve the
 /// others on its runtime thread (and the timers get checked).
 const TURN_READS: u32 = 32;
-const TURN_BYTES: usize = 512 * 1024;
+const TURN_BYTES: u32 = 512 * 1024;
 
 pub(crate) struct Conn {
     pub format: FrameFormat,
     pub cfg: Arc<TcpEchoConfig>,
     pub ctx: ServiceCtx,
+    /// `max_connections`: the accept loop takes a permit and forgets it; the
+    /// connection gives it back when it ends ([`Slot`]).
+    pub permits: Arc<Semaphore>,
+    /// The service's span: a connection without a span of its own (below
+    /// debug level) enters it only to log its end, so its task carries no
+    /// span while it idles.
+    pub span: Span,
 }
 
 /// Why a connection ended.
@@ -73,16 +80,20 @@ enum End {
 }
 
 impl Conn {
-    /// Serves one accepted connection to its end; `permit` (of `max_connections`) is held until then.
-    pub async fn serve(
-        self: Arc<Self>,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let m = &self.ctx.metrics;
-        m.active.inc();
+    /// Serves one accepted connection to its end. The accept loop took one of
+    /// `permits` for it and forgot it; it is given back when this ends.
+    /// `in_span`: the task runs in a span of its own, so the end is logged there.
+    ///
+    /// Every byte of this future is paid by every idle connection (the task
+    /// is rounded up to 128 B): locals that live across an `.await` are kept
+    /// few on purpose, and the peer's address is asked of the socket at the end.
+    pub async fn serve(self: Arc<Self>, mut stream: TcpStream, in_span: bool) {
+        let _slot = Slot(&self.permits);
+        self.ctx.metrics.active.inc();
         let end = self.echo(&mut stream).await;
+        let _entered = (!in_span).then(|| self.span.enter());
+        let peer = Peer(stream.peer_addr().ok());
+        let m = &self.ctx.metrics;
         m.active.dec();
         let (cfg, fmt) = (&self.cfg, &self.format);
         match end {
@@ -125,29 +136,26 @@ impl Conn {
                 tokio::task::spawn_blocking(move || drop(std));
             }
         }
-        drop(permit);
     }
 
     async fn echo(&self, stream: &mut TcpStream) -> io::Result<End> {
-        let (drain, abort) = (&self.ctx.drain, &self.ctx.abort);
-        let m = &self.ctx.metrics;
-        let idle = self.cfg.idle_timeout;
-        let frame_timeout = self.cfg.frame_timeout;
+        // Settings and handles are read through `self` where used rather than
+        // copied into locals, which would live in the future across every await.
         let mut buf = BytesMut::new();
-        let mut read_size = MIN_READ;
-        let mut draining = drain.is_cancelled();
+        let mut read_size = MIN_READ as u32;
+        let mut draining = self.ctx.drain.is_cancelled();
         // One timer, reset lazily: activity only records a time; when the
         // timer fires we check whether a deadline really passed.
         let mut last_activity = Instant::now();
         let mut frame_started: Option<Instant> = None;
-        let timer = tokio::time::sleep(idle);
+        let timer = tokio::time::sleep(self.cfg.idle_timeout);
         tokio::pin!(timer);
 
         // The last read returned data, so the socket may hold more: try it
         // before building the select (whose cancellation waiters take a lock each).
         let mut maybe_more = false;
         // Reads and bytes taken on that fast path since this connection last yielded.
-        let (mut turn_reads, mut turn_bytes) = (0u32, 0usize);
+        let (mut turn_reads, mut turn_bytes) = (0u32, 0u32);
 
         loop {
             if buf.is_empty() {
@@ -161,10 +169,10 @@ impl Conn {
             let wait = !(draining && buf.is_empty());
             let fast = wait && maybe_more && turn_reads < TURN_READS && turn_bytes < TURN_BYTES;
             if fast {
-                if abort.is_cancelled() {
+                if self.ctx.abort.is_cancelled() {
                     return Ok(End::Aborted);
                 }
-                if !draining && drain.is_cancelled() {
+                if !draining && self.ctx.drain.is_cancelled() {
                     draining = true;
                     continue;
                 }
@@ -172,7 +180,7 @@ impl Conn {
                 // Draining with nothing pending: we take only what already arrived, but a
                 // peer that keeps sending could keep us here, so the deadline and the
                 // per-turn cap still apply.
-                if abort.is_cancelled() {
+                if self.ctx.abort.is_cancelled() {
                     return Ok(End::Aborted);
                 }
                 if turn_reads >= TURN_READS || turn_bytes >= TURN_BYTES {
@@ -190,7 +198,7 @@ impl Conn {
                     // One cancellation waiter at a time (each costs memory on every idle
                     // connection): the supervisor cancels `abort` only after `drain`
                     // (daemon.rs, reload.rs), so before draining `drain` is the one to watch.
-                    _ = if draining { abort } else { drain }.cancelled() => {
+                    _ = if draining { &self.ctx.abort } else { &self.ctx.drain }.cancelled() => {
                         if draining {
                             return Ok(End::Aborted);
                         }
@@ -198,6 +206,7 @@ impl Conn {
                         continue;
                     }
                     _ = &mut timer => {
+                        let (idle, frame_timeout) = (self.cfg.idle_timeout, self.cfg.frame_timeout);
                         let now = Instant::now();
                         if frame_started.is_some_and(|t| now >= t + frame_timeout) {
                             return Ok(End::FrameTimeout { pending: buf.len() });
@@ -214,8 +223,8 @@ impl Conn {
                     r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => r?,
                 }
             }
-            if buf.capacity() - buf.len() < read_size {
-                buf.reserve(read_size);
+            if buf.capacity() - buf.len() < read_size as usize {
+                buf.reserve(read_size as usize);
             }
             let n = match stream.try_read_buf(&mut buf) {
                 Ok(0) if buf.is_empty() => {
@@ -236,33 +245,37 @@ impl Conn {
             };
             maybe_more = true;
             turn_reads += 1;
-            turn_bytes += n;
-            if n == read_size {
-                read_size = (read_size * 2).min(MAX_READ);
+            turn_bytes = turn_bytes.saturating_add(n as u32);
+            if n == read_size as usize {
+                read_size = (read_size * 2).min(MAX_READ as u32);
             }
             last_activity = Instant::now();
+            let m = &self.ctx.metrics;
             m.bytes_in.inc_by(n as u64);
 
             let scan = self.format.scan(&buf);
-            if scan.complete > 0 {
-                m.msgs_in.inc_by(scan.frames);
+            // Only this much of the scan lives across the write: its error is found again after.
+            let (complete, frames, bad) = (scan.complete, scan.frames, scan.error.is_some());
+            if complete > 0 {
+                m.msgs_in.inc_by(frames);
                 if let Some(end) = self
-                    .write_back(stream, &buf[..scan.complete], &mut last_activity)
+                    .write_back(stream, &buf[..complete], &mut last_activity)
                     .await?
                 {
                     return Ok(end);
                 }
-                m.msgs_out.inc_by(scan.frames);
-                m.bytes_out.inc_by(scan.complete as u64);
-                buf.advance(scan.complete);
+                let m = &self.ctx.metrics;
+                m.msgs_out.inc_by(frames);
+                m.bytes_out.inc_by(complete as u64);
+                buf.advance(complete);
                 frame_started = None;
             }
-            if let Some(e) = scan.error {
+            if bad && let Some(e) = self.format.scan(&buf).error {
                 return Ok(End::TooLarge(e));
             }
             if !buf.is_empty() && frame_started.is_none() {
                 frame_started = Some(last_activity);
-                let due = last_activity + frame_timeout;
+                let due = last_activity + self.cfg.frame_timeout;
                 if due < timer.deadline() {
                     timer.as_mut().reset(due);
                 }
@@ -313,6 +326,30 @@ impl Conn {
             }
         }
         Ok(None)
+    }
+}
+
+/// A connection's place under `max_connections`, given back when it ends
+/// (also on a panic). A reference, not an `OwnedSemaphorePermit`: 8 B less
+/// on every idle connection.
+struct Slot<'a>(&'a Semaphore);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+/// The peer's address for the end-of-connection log line; after a reset the
+/// socket no longer knows it.
+struct Peer(Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("unknown (connection reset)"),
+        }
     }
 }
 

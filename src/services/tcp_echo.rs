@@ -85,12 +85,14 @@ impl Bound {
             format,
             cfg: cfg.clone(),
             ctx: ctx.clone(),
+            permits: permits.clone(),
+            span: Span::current(),
         });
         loop {
             let permit = tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                p = permits.acquire() => p.expect("semaphore is never closed"),
             };
             let accepted = tokio::select! {
                 biased;
@@ -125,18 +127,19 @@ impl Bound {
                 debug!(%peer, error = %e, "could not set connection options; closing");
                 continue;
             }
+            // The connection gives the permit back when it ends (tcp_conn::Slot).
+            permit.forget();
             ctx.metrics.accepted.inc();
             // A span per connection costs ~400 B of registry memory on every idle
-            // connection, so it exists at debug level only; otherwise the connection runs
-            // in its service's span (its info lines name the peer themselves).
+            // connection, so it exists at debug level only; otherwise the connection
+            // logs its end in its service's span (its info lines name the peer themselves).
             let span = debug_span!("conn", %peer);
-            let span = if span.is_disabled() {
-                Span::current()
+            let conn = shared.clone();
+            if span.is_disabled() {
+                ctx.tracker.spawn(conn.serve(stream, false));
             } else {
-                span
-            };
-            ctx.tracker
-                .spawn(shared.clone().serve(stream, peer, permit).instrument(span));
+                ctx.tracker.spawn(conn.serve(stream, true).instrument(span));
+            }
         }
         Ok(())
     }
