@@ -73,6 +73,24 @@ timeout -k 30 "${WINE_TEST_TIMEOUT_S:-900}" \
   -- --test-threads="${WINE_TEST_THREADS:-2}" "${wine_skip[@]}"
 /usr/lib/wine/wineserver -k 2>/dev/null || true
 
+phase "multicast group isolation under Wine, in a private network namespace"
+# tests/multicast_windows.rs is #[ignore]d elsewhere: it sends multicast, so it
+# runs only here, in a namespace made for it (loopback, 224.0.0.0/4 routed to
+# lo). The wineserver is restarted inside it, since Wine's sockets live in the
+# wineserver's namespace, and killed before leaving, so no later Wine run uses it.
+export NETSERVD_TEST_NETNS=1
+# shellcheck disable=SC2016  # "$@" expands in the inner shell, on purpose
+timeout -k 10 600 unshare -n sh -c '
+  ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo || exit 1
+  "$@"; rc=$?
+  /usr/lib/wine/wineserver -k 2>/dev/null
+  exit $rc' sh \
+  "${WINCARGO[@]}" test "$BUILD_STD" --target x86_64-pc-windows-gnu --locked --offline \
+  --config "target.x86_64-pc-windows-gnu.linker='x86_64-w64-mingw32-gcc'" \
+  --config "target.x86_64-pc-windows-gnu.runner='/usr/lib/wine/wine64'" \
+  --test multicast_windows -- --ignored
+unset NETSERVD_TEST_NETNS
+
 phase "Windows service under Wine's Service Control Manager"
 # `run --windows-service`: the SCM starts it (RUNNING, serving), and its Stop
 # control drains like SIGTERM (STOPPED, exit code 0, port closed). One cmd

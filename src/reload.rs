@@ -131,11 +131,11 @@ impl Supervisor {
         let mut paused: Vec<usize> = Vec::new();
         for &i in &deferred {
             let spec = &plan[i].0;
-            if let Some(h) = self.holder_of(spec, &keep) {
-                if !paused.contains(&h) {
-                    self.pause(h).await;
-                    paused.push(h);
-                }
+            if let Some(h) = self.holder_of(spec, &keep)
+                && !paused.contains(&h)
+            {
+                self.pause(h).await;
+                paused.push(h);
             }
             let is_new = self.find(spec.name()).is_none();
             match spec.bind() {
@@ -265,13 +265,12 @@ impl Supervisor {
         r.ctx.stop.cancel();
         r.ctx.drain.cancel();
         r.ctx.tracker.close();
-        if let Some(t) = r.task.take() {
-            if tokio::time::timeout(Duration::from_secs(2), t)
+        if let Some(t) = r.task.take()
+            && tokio::time::timeout(Duration::from_secs(2), t)
                 .await
                 .is_err()
-            {
-                warn!(service = %r.spec.name(), "service loop did not stop within 2s of the reload");
-            }
+        {
+            warn!(service = %r.spec.name(), "service loop did not stop within 2s of the reload");
         }
         drop(r.bound.take());
         self.retiring.spawn(async move {

@@ -56,9 +56,8 @@ async fn listen(a: &Args) -> Result<i32> {
         bail!("listen takes udp://ADDRESS:PORT (datagrams); for TCP use `netservd send tcp://...`");
     }
     let addr = a.url.addr;
-    // Keeps the membership alive (and leaves the group on drop) for a group.
-    let (joined, plain);
-    let socket: &UdpSocket = if addr.ip().is_multicast() {
+    // A group's membership lives (and is left on drop) with its `Bound`.
+    let heard = if addr.ip().is_multicast() {
         let cfg = MulticastConfig {
             name: "listen".into(),
             group: addr.ip(),
@@ -69,8 +68,7 @@ async fn listen(a: &Args) -> Result<i32> {
             compat: Default::default(),
             socket: SocketOptions::default(),
         };
-        joined = multicast::bind(&cfg)?;
-        joined.socket()
+        Heard::Group(multicast::bind(&cfg)?)
     } else {
         if a.interface.is_some() || a.source.is_some() {
             bail!(
@@ -80,8 +78,11 @@ async fn listen(a: &Args) -> Result<i32> {
         }
         // Shares the port with the daemon or other listeners (SO_REUSEADDR).
         let std = net::udp_socket(addr, &SocketOptions::default(), Role::UdpBroadcast)?;
-        plain = UdpSocket::from_std(std).context("register UDP socket with tokio")?;
-        &plain
+        Heard::Port(UdpSocket::from_std(std).context("register UDP socket with tokio")?)
+    };
+    let socket: &UdpSocket = match &heard {
+        Heard::Group(g) => g.socket(),
+        Heard::Port(p) => p,
     };
     eprintln!("listening on udp://{addr} (local {})", socket.local_addr()?);
     let deadline = a.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -91,7 +92,18 @@ async fn listen(a: &Args) -> Result<i32> {
         if a.count.is_some_and(|c| got >= c) {
             return Ok(EXIT_OK);
         }
-        let recv = socket.recv_from(&mut buf);
+        let recv = async {
+            match &heard {
+                // A group's own receive skips datagrams to other groups on the port (Windows).
+                Heard::Group(g) => loop {
+                    let d = g.recv(&mut buf).await?;
+                    if !d.other_group {
+                        break Ok((d.len, d.src));
+                    }
+                },
+                Heard::Port(p) => p.recv_from(&mut buf).await,
+            }
+        };
         let timeout = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -112,6 +124,12 @@ async fn listen(a: &Args) -> Result<i32> {
             return Ok(EXIT_OK); // the reader went away (`| head`): stop quietly
         }
     }
+}
+
+/// What `listen` receives on.
+enum Heard {
+    Group(multicast::Bound),
+    Port(UdpSocket),
 }
 
 /// One line on stdout; an error (a closed pipe) tells the caller to stop

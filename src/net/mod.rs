@@ -17,6 +17,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::config::{Keepalive, SocketOptions};
 
+#[cfg(windows)]
+pub mod pktinfo;
 mod raw;
 mod readback;
 
@@ -113,10 +115,8 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
     let set =
         |key: &str, r: io::Result<()>| r.with_context(|| format!("set socket.{key} on {addr}"));
 
-    if v6 {
-        if let Some(v) = o.only_v6 {
-            set("only_v6", sock.set_only_v6(v))?;
-        }
+    if v6 && let Some(v) = o.only_v6 {
+        set("only_v6", sock.set_only_v6(v))?;
     }
     reuse_address(sock, o.reuse_address.unwrap_or(true), role.exclusive())
         .with_context(|| format!("set socket.reuse_address on {addr}"))?;

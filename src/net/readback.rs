@@ -67,14 +67,12 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
             sock.reuse_port().map(|v| v.to_string()),
         );
     }
-    if v6 {
-        if let Some(v) = o.only_v6 {
-            add(
-                "only_v6",
-                v.to_string(),
-                sock.only_v6().map(|v| v.to_string()),
-            );
-        }
+    if v6 && let Some(v) = o.only_v6 {
+        add(
+            "only_v6",
+            v.to_string(),
+            sock.only_v6().map(|v| v.to_string()),
+        );
     }
     let req = |v: Option<usize>| {
         v.map(|v| v.to_string())

@@ -52,10 +52,10 @@ impl Membership {
             (IpAddr::V6(_), None) => Iface::V6(0),
             (IpAddr::V6(_), Some(s)) => Iface::V6(if_index(s)?),
         };
-        if let Some(src) = source {
-            if src.is_ipv4() != group.is_ipv4() {
-                bail!("source {src} and group {group} are of different IP families");
-            }
+        if let Some(src) = source
+            && src.is_ipv4() != group.is_ipv4()
+        {
+            bail!("source {src} and group {group} are of different IP families");
         }
         Ok(Membership {
             group,
@@ -155,10 +155,10 @@ fn member_devices(group: IpAddr) -> Vec<String> {
                     .split_whitespace()
                     .next()
                     .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    && Ipv4Addr::from(v.to_ne_bytes()) == g
+                    && !out.iter().any(|d| d == dev)
                 {
-                    if Ipv4Addr::from(v.to_ne_bytes()) == g && !out.iter().any(|d| d == dev) {
-                        out.push(dev.to_string());
-                    }
+                    out.push(dev.to_string());
                 }
             }
         }

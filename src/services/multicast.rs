@@ -8,13 +8,17 @@
 //! IPV6_MULTICAST_ALL is off unless `socket.multicast_all = true` (otherwise a
 //! socket gets every group any socket on the host joined on that port); other
 //! Unix systems bind the group address itself, the classic BSD filter; Windows
-//! refuses a bind to a group address, so it binds the wildcard and shares.
+//! refuses a bind to a group address, so it binds the wildcard, asks for each
+//! datagram's destination (IP_PKTINFO / IPV6_PKTINFO, `net::pktinfo`) and
+//! skips, counting them as `other_group`, the datagrams sent to other groups
+//! joined on the same port.
 //!
 //! The joined socket lives in one `Arc` with a `Drop` that leaves the group:
 //! a reload that hands the socket to a changed service keeps the membership,
 //! and the group is left (IP_DROP_MEMBERSHIP / IPV6_LEAVE_GROUP) exactly
 //! when the last user of the socket goes away.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -39,6 +43,18 @@ pub const MAX_SENDERS: usize = 1024;
 struct Joined {
     socket: UdpSocket,
     membership: Membership,
+    /// Reads each datagram's destination address (Windows: the port is shared by every group).
+    #[cfg(windows)]
+    dest: net::pktinfo::DestAddrs,
+}
+
+/// One datagram from [`Bound::recv`].
+pub struct Datagram {
+    pub len: usize,
+    pub src: SocketAddr,
+    /// Sent to another group joined on this port, not to ours (only Windows,
+    /// where the wildcard bind shares the port, reports it).
+    pub other_group: bool,
 }
 
 impl Drop for Joined {
@@ -90,12 +106,21 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
     membership.join(&sock)?;
     warn_pitfalls(cfg, &membership);
     net::make_nonblocking(&sock)?;
+    #[cfg(windows)]
+    let dest = net::pktinfo::DestAddrs::enable(&sock, cfg.group.is_ipv6()).context(
+        "enable IP_PKTINFO (the destination of each datagram, to keep groups on one port apart)",
+    )?;
     let socket = UdpSocket::from_std(sock.into()).context("register UDP socket with tokio")?;
     let local = socket.local_addr()?;
     debug!(group = %cfg.group, interface = %membership.iface_text, source = ?cfg.source, %local, "joined multicast group");
     Ok(Bound {
         cfg: Arc::new(cfg.clone()),
-        joined: Arc::new(Joined { socket, membership }),
+        joined: Arc::new(Joined {
+            socket,
+            membership,
+            #[cfg(windows)]
+            dest,
+        }),
         local,
     })
 }
@@ -125,16 +150,10 @@ fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
     if loopback {
         debug!(group = %cfg.group, "joined on loopback: only senders on this host (with multicast_loop on) reach this group");
     }
-    if let IpAddr::V4(g) = cfg.group {
-        if g.octets()[..3] == [224, 0, 0] {
-            warn!(group = %g, "224.0.0.0/24 is the local network control block (routing protocols); use 239.0.0.0/8 for your own groups");
-        }
-    }
-    if cfg!(windows) && cfg.socket.reuse_address != Some(false) {
-        warn!(
-            port = cfg.port,
-            "on Windows the wildcard bind shares this port: datagrams to other groups joined on the port may arrive here"
-        );
+    if let IpAddr::V4(g) = cfg.group
+        && g.octets()[..3] == [224, 0, 0]
+    {
+        warn!(group = %g, "224.0.0.0/24 is the local network control block (routing protocols); use 239.0.0.0/8 for your own groups");
     }
 }
 
@@ -164,6 +183,42 @@ impl Bound {
         Bound {
             cfg: Arc::new(cfg.clone()),
             ..self.clone()
+        }
+    }
+
+    /// Receives the next datagram into `buf` (65536 bytes hold any).
+    #[cfg(not(windows))]
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Datagram> {
+        let (len, src) = self.joined.socket.recv_from(buf).await?;
+        Ok(Datagram {
+            len,
+            src,
+            other_group: false,
+        })
+    }
+
+    /// Receives the next datagram into `buf` (65536 bytes hold any), with
+    /// its destination: on Windows the port is shared by every group joined on it.
+    #[cfg(windows)]
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Datagram> {
+        use tokio::io::Interest;
+        let j = &*self.joined;
+        loop {
+            j.socket.readable().await?;
+            match j
+                .socket
+                .try_io(Interest::READABLE, || j.dest.recv(&j.socket, buf))
+            {
+                Ok(r) => {
+                    return Ok(Datagram {
+                        len: r.len,
+                        src: r.src,
+                        other_group: r.dst.is_some_and(|d| d != self.cfg.group),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -212,6 +267,7 @@ impl Bound {
             ctx.stop.clone(),
         );
         let recv_errors = m.error_counter("recv");
+        let other_group = m.drop_counter("other_group");
         let send_errors = m.error_counter("send");
         let mut guard = Guard::new(&DEFAULT_BLOCKED_SOURCE_PORTS, cfg.port, None, m);
         let mut senders: LruCache<SocketAddr, (u64, u64)> =
@@ -224,10 +280,14 @@ impl Bound {
             let received = tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
-                r = socket.recv_from(&mut buf) => r,
+                r = self.recv(&mut buf) => r,
             };
             let (n, src) = match received {
-                Ok(ok) => ok,
+                Ok(d) if d.other_group => {
+                    other_group.inc();
+                    continue;
+                }
+                Ok(d) => (d.len, d.src),
                 Err(e) => {
                     recv_errors.inc();
                     if let Some(suppressed) = error_log.allow() {
@@ -241,10 +301,10 @@ impl Bound {
             let entry = senders.get_or_insert_mut(src, || (0, 0));
             entry.0 += 1;
             entry.1 += n as u64;
-            if entry.0 == 1 {
-                if let Some(suppressed) = new_sender_log.allow() {
-                    info!(sender = %src, bytes = n, suppressed, "new sender");
-                }
+            if entry.0 == 1
+                && let Some(suppressed) = new_sender_log.allow()
+            {
+                info!(sender = %src, bytes = n, suppressed, "new sender");
             }
             debug!(sender = %src, bytes = n, datagrams = entry.0, "datagram");
             if cfg.reply != Reply::Echo || guard.check(src) != Verdict::Reply {

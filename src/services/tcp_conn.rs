@@ -131,10 +131,10 @@ impl Conn {
         // A non-zero SO_LINGER makes close() block until the data is sent or
         // the linger time passes, even on a non-blocking socket (Linux): never
         // on a runtime worker.
-        if self.cfg.socket.linger.is_some_and(|d| !d.is_zero()) {
-            if let Ok(std) = stream.into_std() {
-                tokio::task::spawn_blocking(move || drop(std));
-            }
+        if self.cfg.socket.linger.is_some_and(|d| !d.is_zero())
+            && let Ok(std) = stream.into_std()
+        {
+            tokio::task::spawn_blocking(move || drop(std));
         }
     }
 

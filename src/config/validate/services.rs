@@ -84,14 +84,14 @@ pub(super) fn udp_echo(i: usize, s: &UdpEchoConfig, out: &mut Issues) {
             out,
         );
     }
-    if let Some(r) = s.rate_limit {
-        if r.per_source == 0 || r.burst == Some(0) || r.max_sources == 0 {
-            at(
-                &["rate_limit"],
-                "rate_limit per_source, burst and max_sources must each be at least 1".into(),
-                out,
-            );
-        }
+    if let Some(r) = s.rate_limit
+        && (r.per_source == 0 || r.burst == Some(0) || r.max_sources == 0)
+    {
+        at(
+            &["rate_limit"],
+            "rate_limit per_source, burst and max_sources must each be at least 1".into(),
+            out,
+        );
     }
 }
 
@@ -116,17 +116,17 @@ pub(super) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut
             out,
         );
     }
-    if let Some(bind) = s.bind {
-        if bind.is_ipv4() != s.destination.is_ipv4() {
-            at(
-                &["bind"],
-                format!(
-                    "bind {bind} and destination {} are of different IP families",
-                    s.destination
-                ),
-                out,
-            );
-        }
+    if let Some(bind) = s.bind
+        && bind.is_ipv4() != s.destination.is_ipv4()
+    {
+        at(
+            &["bind"],
+            format!(
+                "bind {bind} and destination {} are of different IP families",
+                s.destination
+            ),
+            out,
+        );
     }
     if s.interval < Duration::from_millis(10) || s.interval > MAX_TIMER {
         at(

@@ -174,15 +174,15 @@ pub(super) fn socket(
             "socket.only_v6 applies to IPv6 addresses only; remove it".into(),
         );
     }
-    if let Some(dev) = &o.bind_device {
-        if dev.is_empty() || dev.len() > 15 {
-            out.at(
-                k,
-                i,
-                name,
-                &["socket", "bind_device"],
-                format!("socket.bind_device {dev:?} must be an interface name of 1 to 15 bytes"),
-            );
-        }
+    if let Some(dev) = &o.bind_device
+        && (dev.is_empty() || dev.len() > 15)
+    {
+        out.at(
+            k,
+            i,
+            name,
+            &["socket", "bind_device"],
+            format!("socket.bind_device {dev:?} must be an interface name of 1 to 15 bytes"),
+        );
     }
 }
