@@ -128,34 +128,6 @@ fn ipv4_and_ipv6_groups_echo_to_socat() {
     d.assert_clean(&[]);
 }
 
-fn shared_port(all: bool) -> String {
-    let mut s = String::new();
-    for (name, group) in [("a", "239.1.1.1"), ("b", "239.1.1.2")] {
-        s += &format!(
-            "[[multicast]]\nname = \"{name}\"\ngroup = \"{group}\"\nport = 17080\ninterface = \"127.0.0.1\"\nreply = \"echo\"\n"
-        );
-        if all {
-            s += "[multicast.socket]\nmulticast_all = true\n";
-        }
-    }
-    s
-}
-
-/// Replies `netservd send` printed for one datagram to `group`.
-fn replies(group: &str) -> usize {
-    let (code, out) = tool(&[
-        "send",
-        &format!("udp://{group}:17080"),
-        "which",
-        "--interface",
-        "127.0.0.1",
-        "--wait",
-        "500ms",
-    ]);
-    assert_eq!(code, 0);
-    out.lines().filter(|l| l.starts_with("reply")).count()
-}
-
 #[test]
 fn two_groups_on_one_port_stay_separate() {
     netns::enter();
@@ -169,17 +141,8 @@ fn two_groups_on_one_port_stay_separate() {
         ],
     );
     netns::wait_udp_bound(17080, false);
-    let mut d = Daemon::start(&shared_port(false));
-    assert_eq!(
-        replies("239.1.1.1"),
-        1,
-        "a datagram to group a must reach only service a"
-    );
-    assert_eq!(
-        replies("239.1.1.2"),
-        1,
-        "a datagram to group b must reach only service b"
-    );
+    let mut d = Daemon::start(&groups::shared_port("", ""));
+    groups::assert_apart();
     let heard = socat.wait_lines(|l| !l.is_empty(), WAIT);
     assert!(
         heard.iter().any(|l| l.contains("which")),
@@ -190,9 +153,12 @@ fn two_groups_on_one_port_stay_separate() {
 
     // Control: with IP_MULTICAST_ALL on (Linux's default), both listeners get both groups,
     // which shows the check above can fail.
-    let d = Daemon::start(&shared_port(true));
+    let d = Daemon::start(&groups::shared_port(
+        "",
+        "[multicast.socket]\nmulticast_all = true",
+    ));
     assert_eq!(
-        replies("239.1.1.1"),
+        groups::replies("239.1.1.1"),
         2,
         "with multicast_all = true both services should answer"
     );

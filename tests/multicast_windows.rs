@@ -16,43 +16,6 @@ mod common;
 use common::counters::drops;
 use common::*;
 
-const SHARED_PORT: &str = r#"
-[daemon]
-watch_config = false
-[admin]
-listen = "127.0.0.1:0"
-[[multicast]]
-name = "a"
-group = "239.1.1.1"
-port = 17080
-interface = "127.0.0.1"
-reply = "echo"
-[[multicast]]
-name = "b"
-group = "239.1.1.2"
-port = 17080
-interface = "127.0.0.1"
-reply = "echo"
-"#;
-
-/// Replies `netservd send` printed for one datagram to `group`.
-fn replies(group: &str) -> usize {
-    let (code, out, err) = netservd(
-        &[
-            "send",
-            &format!("udp://{group}:17080"),
-            "which",
-            "--interface",
-            "127.0.0.1",
-            "--wait",
-            "1s",
-        ],
-        None,
-    );
-    assert_eq!(code, 0, "send failed:\n{out}\n{err}");
-    out.lines().filter(|l| l.starts_with("reply")).count()
-}
-
 #[test]
 #[ignore = "needs a private network namespace: .ci/windows.sh runs it under Wine inside `unshare -n`"]
 fn two_groups_on_one_port_stay_separate() {
@@ -61,17 +24,11 @@ fn two_groups_on_one_port_stay_separate() {
         "this test sends multicast datagrams: run it through .ci/windows.sh, which creates a private \
          network namespace and sets NETSERVD_TEST_NETNS"
     );
-    let d = Daemon::start(SHARED_PORT);
-    assert_eq!(
-        replies("239.1.1.1"),
-        1,
-        "a datagram to group a must reach only service a"
-    );
-    assert_eq!(
-        replies("239.1.1.2"),
-        1,
-        "a datagram to group b must reach only service b"
-    );
+    let d = Daemon::start(&groups::shared_port(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        "",
+    ));
+    groups::assert_apart();
     // Each service saw the other's datagram arrive on the shared port and skipped it.
     assert_eq!(drops(&d, "a", "other_group"), 1);
     assert_eq!(drops(&d, "b", "other_group"), 1);

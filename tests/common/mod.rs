@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod counters;
+pub mod groups;
 pub mod limits;
 
 use std::collections::HashMap;
