@@ -309,6 +309,49 @@ fn changing_only_timeouts_hands_the_same_socket_over() {
     );
 }
 
+/// A settings-only reload hands the listener over; a connection of the old
+/// settings still finishing its frame counts against the same `max_connections`.
+#[test]
+fn a_handover_keeps_counting_old_connections_against_max_connections() {
+    let p1 = free_port();
+    let d = Daemon::start(&format!(
+        "{NO_WATCH}{}",
+        svc("a", p1, "max_connections = 1\nidle_timeout = \"30s\"")
+    ));
+    let mut old = connect(d.addr("a"));
+    let held = frame(4, true, b"0123456789");
+    // Half a frame: the drain after the reload waits for the rest.
+    old.write_all(&held[..6]).unwrap();
+    d.write_config(&format!(
+        "{NO_WATCH}{}",
+        svc("a", p1, "max_connections = 1\nidle_timeout = \"20s\"")
+    ));
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(|l| l["message"] == "reload applied", WAIT)
+            .is_some()
+    );
+    // The kernel completes the handshake (backlog), but the daemon must not take the
+    // connection while the old one, draining, holds the only permit.
+    let mut new = connect(d.addr("a"));
+    new.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let f = frame(4, true, b"new");
+    new.write_all(&f).unwrap();
+    let mut back = vec![0; f.len()];
+    assert!(
+        new.read_exact(&mut back).is_err(),
+        "a second connection was served with max_connections = 1 after the handover"
+    );
+    old.write_all(&held[6..]).unwrap();
+    let mut old_back = vec![0; held.len()];
+    old.read_exact(&mut old_back).unwrap();
+    assert_eq!(old_back, held, "the old connection finishes its frame");
+    new.set_read_timeout(Some(WAIT)).unwrap();
+    new.read_exact(&mut back).unwrap();
+    assert_eq!(back, f, "served once the old connection drained");
+}
+
 #[test]
 fn removing_a_broadcast_service_sends_its_goodbye_once() {
     netns::enter(); // broadcast only inside a namespace of our own

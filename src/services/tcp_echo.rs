@@ -30,6 +30,9 @@ pub struct Bound {
     cfg: Arc<TcpEchoConfig>,
     listener: Arc<TcpListener>,
     local: SocketAddr,
+    /// `max_connections`, shared with the service this one is handed over to
+    /// when the limit stays the same, so old and new connections count together.
+    permits: Arc<Semaphore>,
 }
 
 pub fn bind(cfg: &TcpEchoConfig) -> Result<Bound> {
@@ -40,6 +43,7 @@ pub fn bind(cfg: &TcpEchoConfig) -> Result<Bound> {
         cfg: Arc::new(cfg.clone()),
         listener: Arc::new(listener),
         local,
+        permits: Arc::new(Semaphore::new(cfg.max_connections as usize)),
     })
 }
 
@@ -53,9 +57,18 @@ impl Bound {
         self.local
     }
 
+    /// The same listener under new settings (a reload's handover). With the
+    /// same `max_connections` the connections still draining under the old
+    /// settings keep counting against it; a changed limit starts a new count.
     pub fn with_config(&self, cfg: &TcpEchoConfig) -> Bound {
+        let permits = if cfg.max_connections == self.cfg.max_connections {
+            self.permits.clone()
+        } else {
+            Arc::new(Semaphore::new(cfg.max_connections as usize))
+        };
         Bound {
             cfg: Arc::new(cfg.clone()),
+            permits,
             ..self.clone()
         }
     }
@@ -76,7 +89,7 @@ impl Bound {
             order: cfg.byte_order,
             max_frame: cfg.frame_limit(),
         };
-        let permits = Arc::new(Semaphore::new(cfg.max_connections as usize));
+        let permits = self.permits;
         let exhausted = ctx.metrics.error_counter("accept_resources");
         let mut backoff = MIN_BACKOFF;
         let mut warn_limit = RateLimited::new(Duration::from_secs(5));
