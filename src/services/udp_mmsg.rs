@@ -18,9 +18,11 @@ use std::os::fd::AsRawFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-/// Datagrams per system call: enough to amortise the syscall, small enough
-/// that one turn of the loop stays short.
-pub const BATCH: usize = 32;
+/// Datagrams per system call: enough to amortise the syscall, few enough
+/// that the first reply of a batch is not held back long by the copies of
+/// the rest. Measured against 32 with 32 datagrams in flight (3 runs each):
+/// 8 gave +3 % at 64 B and +4 % at 4 KiB, with lower p50; 4 was no better.
+pub const BATCH: usize = 8;
 
 pub struct Batch {
     /// Bytes per slot: `max_datagram_bytes + 1`.
