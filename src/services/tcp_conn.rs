@@ -86,13 +86,12 @@ impl Conn {
     ///
     /// Every byte of this future is paid by every idle connection (the task
     /// is rounded up to 128 B): locals that live across an `.await` are kept
-    /// few on purpose, and the peer's address is asked of the socket at the end.
+    /// few on purpose, and the peer's address is asked of the socket when logged.
     pub async fn serve(self: Arc<Self>, mut stream: TcpStream, in_span: bool) {
         let _slot = Slot(&self.permits);
         self.ctx.metrics.active.inc();
         let end = self.echo(&mut stream).await;
         let _entered = (!in_span).then(|| self.span.enter());
-        let peer = Peer(stream.peer_addr().ok());
         let m = &self.ctx.metrics;
         m.active.dec();
         let (cfg, fmt) = (&self.cfg, &self.format);
@@ -104,27 +103,27 @@ impl Conn {
                 net::reset_on_close(&stream);
             }
             Ok(End::EofMidFrame { pending }) => {
-                info!(%peer, pending_bytes = pending, "peer closed in the middle of a frame; partial frame not echoed");
+                info!(peer = %Peer::of(&stream), pending_bytes = pending, "peer closed in the middle of a frame; partial frame not echoed");
                 m.drop_counter("eof_mid_frame").inc();
             }
             Ok(End::TooLarge(FrameError::TooLarge { declared, max })) => {
-                info!(%peer, declared, max_frame_bytes = max, length_field_bytes = fmt.width, "frame too large; closing connection");
+                info!(peer = %Peer::of(&stream), declared, max_frame_bytes = max, length_field_bytes = fmt.width, "frame too large; closing connection");
                 m.drop_counter("frame_too_large").inc();
             }
             Ok(End::IdleTimeout) => {
-                info!(%peer, idle_timeout = ?cfg.idle_timeout, "idle timeout; closing connection");
+                info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, "idle timeout; closing connection");
                 m.drop_counter("idle_timeout").inc();
             }
             Ok(End::FrameTimeout { pending }) => {
-                info!(%peer, pending_bytes = pending, frame_timeout = ?cfg.frame_timeout, "frame not completed in time; closing connection");
+                info!(peer = %Peer::of(&stream), pending_bytes = pending, frame_timeout = ?cfg.frame_timeout, "frame not completed in time; closing connection");
                 m.drop_counter("frame_timeout").inc();
             }
             Ok(End::WriteStalled) => {
-                info!(%peer, idle_timeout = ?cfg.idle_timeout, "peer stopped reading; closing connection");
+                info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, "peer stopped reading; closing connection");
                 m.drop_counter("write_stalled").inc();
             }
             Err(e) => {
-                debug!(%peer, error = %e, "connection error");
+                debug!(peer = %Peer::of(&stream), error = %e, "connection error");
                 m.error_counter(io_kind(&e)).inc();
             }
         }
@@ -341,8 +340,15 @@ impl Drop for Slot<'_> {
 }
 
 /// The peer's address for the end-of-connection log line; after a reset the
-/// socket no longer knows it.
+/// socket no longer knows it. Asked only when a line is logged (tracing
+/// evaluates fields of enabled events only), so a normal close costs no call.
 struct Peer(Option<SocketAddr>);
+
+impl Peer {
+    fn of(stream: &TcpStream) -> Peer {
+        Peer(stream.peer_addr().ok())
+    }
+}
 
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
