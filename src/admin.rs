@@ -5,6 +5,8 @@
 //!   (OpenMetrics when the scraper asks for it in `Accept`).
 //! - `GET /services`: the supervisor's [`State`] as JSON: each service with its
 //!   URL, bound address, error and socket options read back from the kernel.
+//! - `GET /debug/allocator`: jemalloc's heap counters as JSON ([`crate::alloc_stats`]);
+//!   404 where the binary has no jemalloc (not Linux).
 //!
 //! Data flow: the supervisor rewrites [`State`] on start and reload and the
 //! services bump [`Metrics`]; handlers only read both. The server task stops
@@ -85,6 +87,7 @@ pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Re
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/services", get(services))
+        .route("/debug/allocator", get(allocator))
         .with_state(shared.clone());
     let stop = CancellationToken::new();
     let until = stop.clone().cancelled_owned();
@@ -163,4 +166,15 @@ async fn metrics_text(Extract(s): Extract<Arc<Shared>>, headers: HeaderMap) -> R
 async fn services(Extract(s): Extract<Arc<Shared>>) -> Response {
     let services = snapshot(&s.state);
     axum::Json(services).into_response()
+}
+
+async fn allocator() -> Response {
+    match crate::alloc_stats::read() {
+        Some(stats) => axum::Json(stats).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no allocator statistics in this build (jemalloc is used on Linux only)\n",
+        )
+            .into_response(),
+    }
 }

@@ -7,12 +7,14 @@
 //! - [`daemon`] and [`reload`]: the supervisor: bind all, spawn, reload by diff, drain on shutdown.
 //! - [`signals`] and [`watch`]: SIGTERM/SIGINT/SIGHUP and config-file changes as one event stream;
 //!   on Windows, `winservice` turns the Service Control Manager's Stop into the same shutdown event.
-//! - [`metrics`] and [`admin`]: per-service counters, served as `/metrics`, `/healthz`, `/services`.
+//! - [`metrics`] and [`admin`]: per-service counters, served as `/metrics`, `/healthz`, `/services`;
+//!   [`alloc_stats`]: jemalloc's heap counters, served as `/debug/allocator` for leak checks.
 //! - [`client`]: the operator's tools: `probe`, `send`, `listen`, `bench`.
 //! - [`frame`], [`template`], [`logging`]: framing, announcement templates, log setup.
 //! - [`cli`]: the command line that `main.rs` hands over to.
 
 pub mod admin;
+pub mod alloc_stats;
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -173,7 +173,8 @@ jitter = "0ms"
             "names the address: {w}"
         );
     }
-    std::thread::sleep(Duration::from_millis(500)); // ~10 more failed intervals each
+    // The window is the subject: ~10 more failed intervals each must log nothing more.
+    std::thread::sleep(Duration::from_millis(500));
     for service in ["lost", "forbidden"] {
         assert_eq!(
             logs_of(&d, service, "cannot send announcement"),
@@ -275,6 +276,7 @@ fn reload_keeps_socket_sequence_and_membership_and_removal_says_goodbye() {
         Some(l.len() as u64 - 1),
         "goodbye takes the next seq: {l:?}"
     );
+    // The window is the subject: three intervals in which nothing may follow the goodbye.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(socat.lines().len(), l.len(), "nothing after the goodbye");
     assert!(

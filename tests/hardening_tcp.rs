@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::counters::{drops, errors};
+use common::counters::{drops, errors, service_counter};
 use common::limits::{cpu_percent, fd_count, rss_kib, set_nofile, settle};
 use common::*;
 
@@ -132,7 +132,14 @@ fn huge_declared_frames_cost_little_and_frame_timeout_closes_them() {
         })
         .collect();
     let sent = Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
+    // Measured once the daemon has accepted all 300 (each reads its claim at once);
+    // some may already be closed again by the 1 s frame_timeout on a slow machine.
+    let accepted = settle(
+        WAIT,
+        || service_counter(&d, "netservd_connections_accepted_total", "echo"),
+        |n| n > 300,
+    );
+    assert!(accepted > 300, "only {accepted} connections accepted");
     let during = rss_kib(d.pid());
     let growth_mib = during.saturating_sub(before) as f64 / 1024.0;
     eprintln!(
@@ -176,6 +183,7 @@ fn idle_timeout_fires_for_the_silent_peer_only() {
         // Talks every 300 ms for 2.4 s: never idle for 1 s, so never closed.
         for i in 0..8u8 {
             round_trip(&mut busy, &[i; 10]).expect("active connection served");
+            // The pacing is the subject: active every 300 ms, below the 1 s idle timeout.
             std::thread::sleep(Duration::from_millis(300));
         }
         busy
@@ -217,7 +225,7 @@ fn a_peer_that_never_reads_stalls_only_itself() {
                 last_progress = Instant::now();
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5))
+                std::thread::sleep(Duration::from_millis(5)) // poll interval of the full-buffer check
             }
             Err(e) => panic!("hog write: {e}"),
         }

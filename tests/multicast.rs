@@ -62,7 +62,7 @@ fn kernel_lists_memberships_on_the_configured_interfaces_until_removed() {
             Instant::now() < end,
             "ff12::7077 still joined after the reload removed it"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
     }
     assert!(
         netns::igmp(&pid).contains(&g4),

@@ -8,7 +8,6 @@ mod common;
 #[path = "common/netns.rs"]
 mod netns;
 
-use std::time::Duration;
 
 use common::*;
 use netns::{Peer, tool};
@@ -71,8 +70,8 @@ reply = "echo"
             "5s",
         ],
     );
-    // The daemon already holds the port and the group, so give listen a moment to join too.
-    std::thread::sleep(Duration::from_millis(400));
+    // `listen` says so once its socket is bound and the group joined.
+    listener.wait_stderr("listening on", WAIT);
     let (code, out) = tool(&[
         "send",
         "udp://239.255.70.78:17076",

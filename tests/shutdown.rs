@@ -36,13 +36,9 @@ fn sigterm_echoes_every_frame_in_flight_then_exits_0() {
     let mut conns: Vec<(TcpStream, Vec<u8>)> = Vec::new();
     for c in 0..4u8 {
         let mut s = TcpStream::connect(d.addr("echo")).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
         // One round trip first: the connection is accepted, not waiting in the
         // backlog (a listener closed at shutdown resets what it never accepted).
-        let hello = frame(4, true, b"accepted?");
-        s.write_all(&hello).unwrap();
-        let mut back = vec![0; hello.len()];
-        s.read_exact(&mut back).unwrap();
+        echo_on(&mut s, b"accepted?");
         let mut sent = Vec::new();
         for i in 0..300u32 {
             sent.extend(frame(4, true, &[c, (i % 251) as u8, 7, 7, 7, 7, 7, 7]));
@@ -79,9 +75,9 @@ fn sigint_is_a_graceful_shutdown_too() {
 fn a_peer_that_never_finishes_its_frame_is_reset_at_the_deadline() {
     let mut d = start("1s");
     let mut s = TcpStream::connect(d.addr("echo")).unwrap();
+    echo_on(&mut s, b"served");
     s.write_all(&100u32.to_be_bytes()).unwrap();
     s.write_all(b"only part").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(WAIT).expect("exits");
@@ -105,8 +101,8 @@ fn a_peer_that_never_finishes_its_frame_is_reset_at_the_deadline() {
 fn a_second_signal_during_the_drain_exits_at_once() {
     let mut d = start("30s");
     let mut s = TcpStream::connect(d.addr("echo")).unwrap();
+    echo_on(&mut s, b"served");
     s.write_all(&100u32.to_be_bytes()).unwrap(); // holds the drain open
-    std::thread::sleep(Duration::from_millis(100));
     d.signal(libc::SIGTERM);
     d.wait_log(
         |l| l["message"] == "shutting down: draining connections",
@@ -140,14 +136,25 @@ fn a_peer_that_keeps_sending_during_the_drain_is_reset_at_the_deadline() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && w.write_all(&burst).is_ok() {}
         })
     };
+    let echoed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reader = {
-        let mut r = s.try_clone().unwrap();
+        let (mut r, echoed) = (s.try_clone().unwrap(), echoed.clone());
         std::thread::spawn(move || {
             let mut b = [0u8; 65536];
-            while matches!(r.read(&mut b), Ok(n) if n > 0) {}
+            while let Ok(n @ 1..) = r.read(&mut b) {
+                echoed.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // The flood is under way once echoes come back.
+    let end = Instant::now() + WAIT;
+    while echoed.load(std::sync::atomic::Ordering::Relaxed) < 64 * 1024 {
+        assert!(
+            Instant::now() < end,
+            "no echoes of the flood within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5)); // poll interval
+    }
     let t = Instant::now();
     d.signal(libc::SIGTERM);
     let status = d

@@ -42,7 +42,7 @@ fn ping_pong(addr: std::net::SocketAddr) -> String {
             let _ = child.kill();
             panic!("sockperf ping-pong did not finish within 20 s");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // poll interval
     }
     let out = child.wait_with_output().unwrap();
     format!(

@@ -95,6 +95,7 @@ fn frame_dribbled_one_byte_at_a_time() {
     let f = frame(4, true, b"dribble");
     for b in &f {
         s.write_all(&[*b]).unwrap();
+        // The dribble is the subject: one byte per segment (nodelay), 5 ms apart.
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(read_n(&mut s, f.len()), f);

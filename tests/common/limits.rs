@@ -36,6 +36,7 @@ pub fn cpu_time(pid: i32) -> Duration {
 /// Share of one CPU that `pid` used over `window`, in percent.
 pub fn cpu_percent(pid: i32, window: Duration) -> f64 {
     let (t0, c0) = (Instant::now(), cpu_time(pid));
+    // The measuring window itself.
     std::thread::sleep(window);
     let (t1, c1) = (Instant::now(), cpu_time(pid));
     (c1 - c0).as_secs_f64() * 100.0 / (t1 - t0).as_secs_f64()
@@ -67,6 +68,6 @@ pub fn settle<T: Copy>(timeout: Duration, probe: impl Fn() -> T, ok: impl Fn(T) 
         if ok(v) || Instant::now() > end {
             return v;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // poll interval
     }
 }

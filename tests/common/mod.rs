@@ -49,6 +49,9 @@ pub struct Daemon {
     /// Service name -> URL from the `ready` event (e.g. `tcp://127.0.0.1:41234`).
     pub urls: HashMap<String, String>,
     logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// The thread reading stderr into `logs`; it ends at EOF, when the daemon
+    /// exits, and is joined then so that every line it wrote is in `logs`.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// ERROR messages (substrings) this test provokes on purpose; any other
     /// ERROR or a panic fails the test when the daemon is dropped.
     pub expected_errors: Vec<String>,
@@ -77,7 +80,7 @@ impl Daemon {
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let v = serde_json::from_str(&line)
                     .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
@@ -90,13 +93,15 @@ impl Daemon {
             config_path,
             urls: HashMap::new(),
             logs,
+            reader: Some(reader),
             expected_errors: Vec::new(),
         };
         let ready = d
             .wait_log(|l| l["message"] == "ready", WAIT)
             .unwrap_or_else(|| {
                 let _ = d.child.kill();
-                std::thread::sleep(Duration::from_millis(200));
+                let _ = d.child.wait();
+                d.join_reader();
                 panic!("daemon did not become ready; logs:\n{}", d.dump())
             });
         d.urls = parse_services(ready["services"].as_str().unwrap_or(""));
@@ -126,12 +131,20 @@ impl Daemon {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             if let Some(s) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50)); // let the log reader finish
+                self.join_reader();
                 return Some(s);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20)); // poll interval
         }
         None
+    }
+
+    /// Waits for the log reader to reach EOF (the daemon has exited), so every
+    /// line the daemon wrote is in the logs.
+    fn join_reader(&mut self) {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
     }
 
     pub fn logs(&self) -> Vec<serde_json::Value> {
@@ -152,7 +165,7 @@ impl Daemon {
             if Instant::now() > end {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // poll interval
         }
     }
 
@@ -215,7 +228,7 @@ impl Drop for Daemon {
         let _ = self.child.wait();
         // Every test fails on a daemon panic or an unexpected ERROR, even if it never asked.
         if !std::thread::panicking() {
-            std::thread::sleep(Duration::from_millis(20)); // let the log reader drain
+            self.join_reader();
             self.assert_clean(&[]);
         }
     }
@@ -272,8 +285,15 @@ pub fn frame(width: usize, big: bool, payload: &[u8]) -> Vec<u8> {
 
 /// One 4-byte big-endian frame to a TCP echo and back, byte-identical.
 pub fn tcp_round_trip(addr: SocketAddr, payload: &[u8]) {
-    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    echo_on(&mut s, payload);
+}
+
+/// One 4-byte big-endian frame and its echo on an open connection: afterwards
+/// the daemon has certainly accepted it and is serving it (the readiness
+/// signal for tests that then go on to misbehave on that connection).
+pub fn echo_on(s: &mut std::net::TcpStream, payload: &[u8]) {
+    use std::io::{Read, Write};
     s.set_read_timeout(Some(WAIT)).unwrap();
     let f = frame(4, true, payload);
     s.write_all(&f).unwrap();

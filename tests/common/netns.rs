@@ -113,15 +113,46 @@ pub fn wait_udp_bound(port: u16, v6: bool) {
             Instant::now() < end,
             "nothing bound UDP port {port} within 5s"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10)); // poll interval
     }
 }
 
-/// A peer process (socat, `netservd listen`) whose stdout is collected;
-/// killed on drop.
+/// A peer process (socat, `netservd listen`) whose stdout and stderr are
+/// collected (stderr is also passed on to the test's own); killed on drop.
 pub struct Peer {
     child: Child,
     out: Arc<Mutex<Vec<u8>>>,
+    err: Arc<Mutex<Vec<u8>>>,
+    /// The threads copying stdout and stderr; joined once the process exits, so
+    /// that everything it printed is in `out` and `err`.
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Copies everything `from` yields into `sink` until EOF (and to our stderr when `echo`).
+fn collect(
+    mut from: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<u8>>>,
+    echo: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if echo {
+                eprint!("{}", String::from_utf8_lossy(&buf[..n]));
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+fn lines_of(bytes: &Mutex<Vec<u8>>) -> Vec<String> {
+    BufReader::new(&bytes.lock().unwrap()[..])
+        .lines()
+        .map_while(Result::ok)
+        .collect()
 }
 
 impl Peer {
@@ -130,34 +161,44 @@ impl Peer {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot start {program} (is it installed? scripts/test.sh installs socat): {e}"
                 )
             });
-        let mut stdout = child.stdout.take().unwrap();
         let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Peer { child, out }
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), out.clone(), false),
+            collect(child.stderr.take().unwrap(), err.clone(), true),
+        ];
+        Peer {
+            child,
+            out,
+            err,
+            readers,
+        }
     }
 
-    /// Everything printed so far, as lines.
+    /// Waits until a line of the peer's stderr starts with `prefix` (e.g.
+    /// `listening on`, which `netservd listen` prints once bound and joined).
+    pub fn wait_stderr(&self, prefix: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while !lines_of(&self.err).iter().any(|l| l.starts_with(prefix)) {
+            assert!(
+                Instant::now() < end,
+                "peer printed no {prefix:?} within {timeout:?}; stderr: {:?}",
+                lines_of(&self.err)
+            );
+            std::thread::sleep(Duration::from_millis(10)); // poll interval
+        }
+    }
+
+    /// Everything printed on stdout so far, as lines.
     pub fn lines(&self) -> Vec<String> {
-        BufReader::new(&self.out.lock().unwrap()[..])
-            .lines()
-            .map_while(Result::ok)
-            .collect()
+        lines_of(&self.out)
     }
 
     /// Waits until `pred` holds for the lines printed so far.
@@ -168,7 +209,7 @@ impl Peer {
             if pred(&l) || Instant::now() > end {
                 return l;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // poll interval
         }
     }
 
@@ -177,10 +218,13 @@ impl Peer {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             if let Some(s) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50));
+                // Its pipes close with it: the readers finish with everything it printed.
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
                 return s.code();
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // poll interval
         }
         None
     }
