@@ -83,20 +83,21 @@ goodbye = "bye {name} seq={seq}\n"
 #[test]
 fn intervals_are_randomised_within_jitter() {
     netns::enter();
-    let rx = UdpSocket::bind("0.0.0.0:17071").unwrap();
+    let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let d = Daemon::start(
+    let port = rx.local_addr().unwrap().port();
+    let d = Daemon::start(&format!(
         r#"
 [[broadcast]]
 name = "jittery"
-destination = "127.255.255.255:17071"
+destination = "127.255.255.255:{port}"
 bind = "127.0.0.1:0"
 interval = "150ms"
 jitter = "75ms"
-payload = "seq={seq}"
+payload = "seq={{seq}}"
 goodbye = ""
-"#,
-    );
+"#
+    ));
     let mut at = Vec::new();
     let mut buf = [0u8; 64];
     while at.len() < 13 {
@@ -135,20 +136,24 @@ fn send_errors_are_one_clear_warning_and_the_announcer_keeps_going() {
     netns::enter();
     // A "prohibit" route makes sendto fail with EACCES, like a firewall reject.
     netns::sh("ip route add prohibit 10.8.0.0/16");
-    let d = Daemon::start(
+    // The receiver for later, bound now so its port can go into the config.
+    let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
+    rx.set_read_timeout(Some(WAIT)).unwrap();
+    let port = rx.local_addr().unwrap().port();
+    let d = Daemon::start(&format!(
         r#"
 [[broadcast]]
 name = "lost"
-destination = "10.9.255.255:17079"
+destination = "10.9.255.255:{port}"
 interval = "50ms"
 jitter = "0ms"
 [[broadcast]]
 name = "forbidden"
-destination = "10.8.255.255:17079"
+destination = "10.8.255.255:{port}"
 interval = "50ms"
 jitter = "0ms"
-"#,
-    );
+"#
+    ));
     for (service, cause) in [
         ("lost", "network unreachable"),
         (
@@ -183,8 +188,6 @@ jitter = "0ms"
         );
     }
     // The network appears: the next interval gets through, nothing was restarted.
-    let rx = UdpSocket::bind("0.0.0.0:17079").unwrap();
-    rx.set_read_timeout(Some(WAIT)).unwrap();
     netns::sh("ip addr add 10.9.0.1/16 dev lo");
     let mut buf = [0u8; 600];
     let (n, _) = rx

@@ -6,6 +6,13 @@
 //! deletes the namespace when the last of them is gone, so there is nothing
 //! to clean up even when a test panics. Needs root (CAP_SYS_ADMIN); without
 //! it the test fails and says so.
+//!
+//! Ports: daemons and our own receivers bind port 0 and the test reads the
+//! real port. The fixed ports left in namespace tests are a multicast group's
+//! port (part of the group's address, which `check` requires to be non-zero)
+//! and socat receivers' ports that go into the daemon's config before it
+//! starts; each lives in the test's own empty namespace, where no other
+//! process (nor a parallel test, each in its own namespace) can hold it.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
