@@ -8,7 +8,6 @@ mod common;
 #[path = "common/netns.rs"]
 mod netns;
 
-
 use common::*;
 use netns::{Peer, tool};
 

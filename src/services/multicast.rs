@@ -46,6 +46,9 @@ struct Joined {
     /// Reads each datagram's destination address (Windows: the port is shared by every group).
     #[cfg(windows)]
     dest: net::pktinfo::DestAddrs,
+    /// The socket's kernel drops already counted (Linux), handed over with it.
+    #[cfg(target_os = "linux")]
+    drops_seen: super::kernel_drops::Seen,
 }
 
 /// One datagram from [`Bound::recv`].
@@ -120,6 +123,8 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
             membership,
             #[cfg(windows)]
             dest,
+            #[cfg(target_os = "linux")]
+            drops_seen: Default::default(),
         }),
         local,
     })
@@ -263,6 +268,7 @@ impl Bound {
         super::kernel_drops::watch(
             socket,
             self.local.is_ipv6(),
+            self.joined.drops_seen.clone(),
             m.drop_counter("receive_buffer_full"),
             ctx.stop.clone(),
         );

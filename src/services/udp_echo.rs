@@ -33,6 +33,9 @@ pub struct Bound {
     cfg: Arc<UdpEchoConfig>,
     socket: Arc<UdpSocket>,
     local: SocketAddr,
+    /// The socket's kernel drops already counted (Linux), handed over with it.
+    #[cfg(target_os = "linux")]
+    drops_seen: super::kernel_drops::Seen,
 }
 
 pub fn bind(cfg: &UdpEchoConfig) -> Result<Bound> {
@@ -43,6 +46,8 @@ pub fn bind(cfg: &UdpEchoConfig) -> Result<Bound> {
         cfg: Arc::new(cfg.clone()),
         socket: Arc::new(socket),
         local,
+        #[cfg(target_os = "linux")]
+        drops_seen: Default::default(),
     })
 }
 
@@ -73,6 +78,7 @@ impl Bound {
         super::kernel_drops::watch(
             &*self.socket,
             self.local.is_ipv6(),
+            self.drops_seen.clone(),
             ctx.metrics.drop_counter("receive_buffer_full"),
             ctx.stop.clone(),
         );
