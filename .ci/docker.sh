@@ -59,6 +59,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # fallback WHY: no engine here; the namespace rig reproduces the kit's topology instead.
 fallback() {
@@ -202,7 +204,7 @@ base_images() {
 
 build_image() {
   local rc=0
-  dk 900 build -f docker/Dockerfile -t "$NETSERVD_IMAGE" . >"$work/build.log" 2>&1 || rc=$?
+  dk 900 build --force-rm -f docker/Dockerfile -t "$NETSERVD_IMAGE" . >"$work/build.log" 2>&1 || rc=$?
   grep -E '^Step |Using cache|Finished |^Successfully' "$work/build.log" || true
   if [ "$rc" != 0 ]; then
     echo "docker: docker build failed (exit $rc); the build log ends:" >&2
