@@ -205,7 +205,7 @@ base_images() {
 build_image() {
   local rc=0
   dk 900 build --force-rm -f docker/Dockerfile -t "$NETSERVD_IMAGE" . >"$work/build.log" 2>&1 || rc=$?
-  grep -E '^Step |Using cache|Finished |^Successfully' "$work/build.log" || true
+  sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$work/build.log" | grep -E '^Step |Using cache|Finished |^Successfully' || true
   if [ "$rc" != 0 ]; then
     echo "docker: docker build failed (exit $rc); the build log ends:" >&2
     tail -n 40 "$work/build.log" >&2
@@ -226,7 +226,7 @@ compose_scenario() {
     read -r _ n _ m _ <<<"$summary"
     passed=$((passed + n)) failed=$((failed + m))
   else
-    fail "docker/scenario.sh in the tester" "no 'scenario: N passed, M failed' line"
+    fail "docker/scenario.sh in the tester" "no 'scenario: N passed, M failed' line (the tester never ran?)"
   fi
   if [ "$rc" = 0 ]; then
     pass "docker compose up --exit-code-from tester: exit 0"
@@ -235,6 +235,7 @@ compose_scenario() {
     echo "--- the daemon's log ends:"
     kit 30 logs --no-color --no-log-prefix daemon 2>&1 | tail -n 30 || true
   fi
+  [ -n "$summary" ]
 }
 
 # wait_healthy SECONDS: until the daemon container's HEALTHCHECK says healthy; prints the last status.
@@ -328,9 +329,12 @@ base_images
 phase "docker build (release build inside the container)"
 if build_image; then
   phase "docker compose up --exit-code-from tester (docker/scenario.sh in the tester)"
-  compose_scenario
-  phase "engine-driven steps: start, published ports, restart, stop"
-  engine_steps
+  if compose_scenario; then
+    phase "engine-driven steps: start, published ports, restart, stop"
+    engine_steps
+  else
+    echo "docker: the tester never ran (daemon not healthy?): engine-driven steps skipped"
+  fi
 fi
 phase "done"
 [ ${#stand_ins[@]} -eq 0 ] || printf 'docker: base image stand-in: %s\n' "${stand_ins[@]}"
