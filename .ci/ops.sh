@@ -34,7 +34,7 @@ phase "hadolint docker/Dockerfile"
 phase "kubernetes-validate --strict docker/kubernetes.yaml"
 "$venv/bin/kubernetes-validate" --strict docker/kubernetes.yaml
 phase "shellcheck"
-shellcheck docker/scenario.sh .ci/compose-netns.sh .ci/ops.sh .ci/windows.sh && echo "ok -- no findings"
+shellcheck docker/scenario.sh .ci/compose-netns.sh .ci/docker.sh .ci/ops.sh .ci/windows.sh && echo "ok -- no findings"
 
 phase "netservd check docker/config.toml"
 cargo build --locked --quiet
