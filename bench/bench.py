@@ -103,7 +103,7 @@ class Server:
 
 
 def generate(url, cpu, args, dur, warm):
-    cmd = ["taskset", "-c", str(cpu), NETSERVD, "bench", url, "-d", dur, "--warmup", warm, "--json", "-q"] + args
+    cmd = ["taskset", "-c", str(cpu), NETSERVD, "bench", url, "-d", dur, "--warmup", warm, "--json", "-q", "--allow-loss"] + args
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if not out.stdout.strip():
         raise RuntimeError(f"generator failed: {' '.join(cmd)}\n{out.stderr}")

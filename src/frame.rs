@@ -19,6 +19,16 @@ pub enum ByteOrder {
     Little,
 }
 
+impl std::fmt::Display for ByteOrder {
+    /// The config spelling: `big` or `little`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ByteOrder::Big => "big",
+            ByteOrder::Little => "little",
+        })
+    }
+}
+
 /// How frames are delimited on one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameFormat {

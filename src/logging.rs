@@ -81,3 +81,17 @@ impl RateLimited {
         }
     }
 }
+
+/// A duration for people: milliseconds with at most 3 decimals ("0.785ms",
+/// "12.3ms"), never Debug's nanosecond digits.
+pub fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    let text = format!("{ms:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}ms")
+}
+
+/// Milliseconds rounded to 3 decimals, for a log field or JSON number.
+pub fn ms_f64(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
