@@ -30,11 +30,7 @@ fn report(source: ConfigSource, bind: bool, out: &mut String) -> i32 {
         Err(e) => return config_error(&e),
     };
     let specs = Spec::all(&cfg);
-    let origin = match &source {
-        ConfigSource::File(p) => p.display().to_string(),
-        ConfigSource::Builtin => crate::config::SHIPPED_ORIGIN.to_string(),
-    };
-    outln!(out, "{origin}: ok, {} service(s)", specs.len());
+    outln!(out, "{source}: ok, {} service(s)", specs.len());
     if let Some(a) = &cfg.admin {
         outln!(out, "admin http://{}", a.listen);
     }
@@ -67,7 +63,7 @@ fn report(source: ConfigSource, bind: bool, out: &mut String) -> i32 {
 fn describe(spec: &Spec) -> String {
     match spec {
         Spec::TcpEcho(c) => format!(
-            "tcp://{} length_field_bytes={} byte_order={:?} max_frame_bytes={}",
+            "tcp://{} length_field_bytes={} byte_order={} max_frame_bytes={}",
             c.listen,
             c.length_field_bytes,
             c.byte_order,
@@ -78,8 +74,10 @@ fn describe(spec: &Spec) -> String {
             c.listen, c.max_datagram_bytes
         ),
         Spec::Broadcast(c) => format!(
-            "to udp://{} every {:?} (jitter {:?})",
-            c.destination, c.interval, c.jitter
+            "to udp://{} every {} (jitter {})",
+            c.destination,
+            humantime::format_duration(c.interval),
+            humantime::format_duration(c.jitter)
         ),
         Spec::Multicast(c) => format!(
             "group {} port {} interface {}",

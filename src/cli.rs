@@ -10,7 +10,7 @@ use tracing::{error, info};
 
 use crate::config::ConfigError;
 use crate::daemon::{self, ConfigSource};
-use crate::logging::LogFormat;
+use crate::logging::{ColorChoice, LogFormat};
 use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, client};
 
 #[derive(Debug, Parser)]
@@ -23,6 +23,9 @@ pub struct Cli {
     /// Log format on stderr; RUST_LOG filters (default: info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Colour text logs: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE forces it), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -56,6 +59,16 @@ pub enum Command {
     Listen(client::listen::Args),
     /// Load generator: framed TCP or UDP echo, with throughput and latency percentiles.
     Bench(client::bench::Args),
+}
+
+impl std::fmt::Display for ConfigSource {
+    /// The file as a path, or the built-in config's name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Builtin => f.write_str(crate::config::SHIPPED_ORIGIN),
+        }
+    }
 }
 
 /// Picks the config: explicit path (flag or $NETSERVD_CONFIG), else

@@ -281,7 +281,7 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
         Some(a) => Some(crate::admin::start(a, sup.state(), metrics.clone()).await?),
         None => None,
     };
-    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = ?source, "ready");
+    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = %source, "ready");
 
     let mut current = text;
     loop {

@@ -257,8 +257,8 @@ impl SocketOptions {
     /// The keys this table sets, with their values as written, in the order
     /// of the struct; drives per-kind/per-platform checks and `check` output.
     pub fn requested(&self) -> Vec<(&'static str, String)> {
-        fn show<T: std::fmt::Debug>(v: &Option<T>) -> Option<String> {
-            v.as_ref().map(|v| format!("{v:?}"))
+        fn show<T: std::fmt::Display>(v: &Option<T>) -> Option<String> {
+            v.as_ref().map(|v| v.to_string())
         }
         let o = self;
         [

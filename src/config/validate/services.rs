@@ -62,7 +62,10 @@ pub(super) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
         } else if d > MAX_TIMER {
             at(
                 &[key],
-                format!("{key} = {d:?} is over the limit of 1 day"),
+                format!(
+                    "{key} = {} is over the limit of 1 day",
+                    humantime::format_duration(d)
+                ),
                 out,
             );
         }
@@ -138,8 +141,9 @@ pub(super) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut
         at(
             &["jitter"],
             format!(
-                "jitter ({:?}) must be less than interval ({:?})",
-                s.jitter, s.interval
+                "jitter ({}) must be less than interval ({})",
+                humantime::format_duration(s.jitter),
+                humantime::format_duration(s.interval)
             ),
             out,
         );

@@ -134,7 +134,8 @@ pub(super) fn socket(
         // SO_LINGER counts whole seconds: "500ms" would silently become 0s (a reset on every close).
         if d.subsec_nanos() != 0 || d > Duration::from_secs(3600) {
             out.at(k, i, name, &["socket", "linger"], format!(
-                "socket.linger = {d:?}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\""
+                "socket.linger = {}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\"",
+                humantime::format_duration(d)
             ));
         }
     }
@@ -150,7 +151,8 @@ pub(super) fn socket(
                     name,
                     &["socket", "keepalive"],
                     format!(
-                        "socket.keepalive {what} = {d:?} must be whole seconds from 1s to 32767s"
+                        "socket.keepalive {what} = {} must be whole seconds from 1s to 32767s",
+                        humantime::format_duration(d)
                     ),
                 );
             }
