@@ -41,14 +41,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<(Config, String), ConfigError> {
         match self {
             ConfigSource::File(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                    origin: p.display().to_string(),
-                    diagnostics: vec![config::Diagnostic {
-                        line: 1,
-                        col: 1,
-                        message: format!("cannot read config file: {e}"),
-                    }],
-                })?;
+                let text = std::fs::read_to_string(p).map_err(|e| config::unreadable(p, &e))?;
                 Ok((config::parse(&text, &p.display().to_string())?, text))
             }
             ConfigSource::Builtin => Ok((
