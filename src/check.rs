@@ -4,8 +4,9 @@
 
 use crate::cli::config_error;
 use crate::daemon::ConfigSource;
+use crate::hostcheck::{Severity, host_issues};
 use crate::services::Spec;
-use crate::{EXIT_FAILURE, EXIT_OK};
+use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 
 /// Appends a line to the report; it is printed once at the end, so a closed
 /// stdout (`| head`) cannot make a print panic halfway.
@@ -25,10 +26,13 @@ pub fn run(source: ConfigSource, bind: bool) -> i32 {
 }
 
 fn report(source: ConfigSource, bind: bool, out: &mut String) -> i32 {
-    let (cfg, _) = match source.load() {
+    let (cfg, text) = match source.load() {
         Ok(l) => l,
         Err(e) => return config_error(&e),
     };
+    if print_host_issues(&source, &cfg, &text, bind) > 0 {
+        return EXIT_CONFIG;
+    }
     let specs = Spec::all(&cfg);
     outln!(out, "{source}: ok, {} service(s)", specs.len());
     if let Some(a) = &cfg.admin {
@@ -58,6 +62,52 @@ fn report(source: ConfigSource, bind: bool, out: &mut String) -> i32 {
         }
     }
     if failed { EXIT_FAILURE } else { EXIT_OK }
+}
+
+/// What [`host_issues`] found, each placed in the file as
+/// `PATH:LINE:COL: message`.
+pub fn placed_host_issues(
+    source: &ConfigSource,
+    cfg: &crate::config::Config,
+    text: &str,
+    bind: bool,
+) -> Vec<(Severity, String)> {
+    host_issues(cfg, bind)
+        .into_iter()
+        .map(|h| {
+            let at = crate::config::locate(text, h.kind, h.index, &h.keys)
+                .map(|(l, c)| format!(":{l}:{c}"))
+                .unwrap_or_default();
+            (h.severity, format!("{source}{at}: {}", h.message))
+        })
+        .collect()
+}
+
+/// Prints the host findings on stderr (warnings marked `warning:`, errors
+/// followed by `N error(s) in PATH`); returns how many were errors.
+fn print_host_issues(
+    source: &ConfigSource,
+    cfg: &crate::config::Config,
+    text: &str,
+    bind: bool,
+) -> usize {
+    let mut errors = 0;
+    for (severity, line) in placed_host_issues(source, cfg, text, bind) {
+        match severity {
+            Severity::Error => {
+                errors += 1;
+                eprintln!("{line}");
+            }
+            Severity::Warning => {
+                let (at, msg) = line.split_once(": ").unwrap_or(("", &line));
+                eprintln!("{at}: warning: {msg}");
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!("{errors} error(s) in {source}");
+    }
+    errors
 }
 
 fn describe(spec: &Spec) -> String {

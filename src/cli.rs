@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::ConfigError;
 use crate::daemon::{self, ConfigSource};
+use crate::hostcheck::Severity;
 use crate::logging::{ColorChoice, LogFormat};
 use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, client};
 
@@ -128,6 +129,21 @@ pub(crate) async fn run_daemon(source: ConfigSource) -> i32 {
         Ok(l) => l,
         Err(e) => return config_error(&e),
     };
+    // What `check` refuses on this host, `run` refuses too; warnings are logged.
+    let mut refused = 0;
+    for (severity, line) in crate::check::placed_host_issues(&source, &loaded.0, &loaded.1, false) {
+        match severity {
+            Severity::Warning => warn!(issue = %line, "config warning"),
+            Severity::Error => {
+                eprintln!("{line}");
+                refused += 1;
+            }
+        }
+    }
+    if refused > 0 {
+        eprintln!("{refused} error(s) in {source}");
+        return EXIT_CONFIG;
+    }
     match daemon::run(source, loaded).await {
         Ok(()) => EXIT_OK,
         Err(e) => {

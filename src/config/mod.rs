@@ -268,6 +268,25 @@ fn take_key(value: &mut DeValue<'_>, pos: usize) -> Option<(String, Range<usize>
     Some((key, span))
 }
 
+/// Line and column (1-based) in `src` of `keys` of the `index`-th service of
+/// `kind` (its key if written, else its table): for findings made after a
+/// config parsed cleanly (`hostcheck`), when every service has its file index.
+pub fn locate(src: &str, kind: &str, index: usize, keys: &[&str]) -> Option<(usize, usize)> {
+    let (root, _) = DeTable::parse_recoverable(src);
+    let mut spans = HashMap::new();
+    index_table("", root.get_ref(), &mut spans);
+    let mut path = format!("{kind}[{index}]");
+    let mut span = spans.get(&path).cloned();
+    for key in keys {
+        path = format!("{path}.{key}");
+        if let Some(s) = spans.get(&path) {
+            span = Some(s.clone());
+        }
+    }
+    let d = &place(src, vec![(span?, String::new())])[0];
+    Some((d.line, d.col))
+}
+
 /// Deserializes a single table (`[daemon]`, `[admin]`).
 fn one<T: for<'a> Deserialize<'a>>(
     value: Spanned<DeValue<'_>>,
