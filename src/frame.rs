@@ -7,10 +7,10 @@
 //! send, bench) use [`FrameFormat::encode`] and [`FrameFormat::decode`].
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Byte order of the length field.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ByteOrder {
     /// Network byte order.

@@ -24,6 +24,7 @@ pub mod hostcheck;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod pidfile;
 pub mod reload;
 pub mod services;
 pub mod signals;

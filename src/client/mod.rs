@@ -1,6 +1,6 @@
 //! The operator's tools, built into the same binary: `probe` (health check),
-//! `send` and `listen` (poke and watch unicast, broadcast and multicast), and
-//! `bench` (load generator). They share URL parsing and the frame format.
+//! `send` and `listen` (poke and watch unicast, broadcast and multicast),
+//! `bench` (load generator) and `reload` (signal the daemon running a config). They share URL parsing and the frame format.
 
 pub mod bench;
 mod bench_msg;
@@ -9,6 +9,7 @@ mod bench_tcp;
 mod bench_udp;
 pub mod listen;
 pub mod probe;
+pub mod reload;
 pub mod send;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

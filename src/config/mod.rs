@@ -10,6 +10,7 @@
 //! rule is about two of them.
 
 mod de;
+mod effective;
 mod schema;
 mod validate;
 pub(crate) mod words;
@@ -26,6 +27,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use de::duration::parse as parse_duration;
 pub use de::{Keepalive, KeepaliveParams, parse_socket_addr};
+pub use effective::effective;
 pub use schema::*;
 pub use validate::MAX_FRAME_LIMIT;
 
