@@ -122,7 +122,7 @@ def generator_cmd(opts, proto, port, spec):
         tail = [str(size), str(conns)] + ([] if short else [str(depth)]) + [str(ms(opts.duration)), str(ms(opts.warmup))]
         return [CGEN, mode, str(port)] + tail
     args = ["-s", str(size), "-c", str(conns)] + (["--pipeline", str(depth)] if proto == "tcp" else ["--window", str(depth), "--sockperf"])
-    return [NETSERVD, "bench", f"{proto}://127.0.0.1:{port}", "-d", opts.duration, "--warmup", opts.warmup, "--json", "-q"] + args
+    return [NETSERVD, "bench", f"{proto}://127.0.0.1:{port}", "-d", opts.duration, "--warmup", opts.warmup, "--json", "-q", "--allow-loss"] + args
 
 
 def generate(opts, proto, port, spec):

@@ -7,6 +7,8 @@
 //!   URL, bound address, error and socket options read back from the kernel.
 //! - `GET /debug/allocator`: jemalloc's heap counters as JSON ([`crate::alloc_stats`]);
 //!   404 where the binary has no jemalloc (not Linux).
+//! - `POST /reload`: the same as SIGHUP (the daemon signals itself), for
+//!   `netservd reload` when the config sets no `pid_file`.
 //!
 //! Data flow: the supervisor rewrites [`State`] on start and reload and the
 //! services bump [`Metrics`]; handlers only read both. The server task stops
@@ -22,7 +24,7 @@ use axum::Router;
 use axum::extract::State as Extract;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -88,6 +90,7 @@ pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Re
         .route("/metrics", get(metrics_text))
         .route("/services", get(services))
         .route("/debug/allocator", get(allocator))
+        .route("/reload", post(reload))
         .with_state(shared.clone());
     let stop = CancellationToken::new();
     let until = stop.clone().cancelled_owned();
@@ -108,6 +111,33 @@ pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Re
         shared,
         stop,
     })
+}
+
+/// `POST /reload`: raises SIGHUP in this process, which the signal stream
+/// turns into a reload exactly as `kill -HUP` would; 202, as the reload runs
+/// after the answer (its outcome is logged and counted in `reloads_total`).
+async fn reload() -> Response {
+    #[cfg(unix)]
+    {
+        // SAFETY: kill(2) on our own pid with SIGHUP, which `signals` handles.
+        if unsafe { libc::kill(libc::getpid(), libc::SIGHUP) } == 0 {
+            return (StatusCode::ACCEPTED, "reload requested\n").into_response();
+        }
+        let e = std::io::Error::last_os_error();
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot signal the daemon: {e}\n"),
+        )
+            .into_response()
+    }
+    #[cfg(not(unix))]
+    {
+        (
+            StatusCode::NOT_IMPLEMENTED,
+            "POST /reload needs Unix signals; restart the service to apply a new config\n",
+        )
+            .into_response()
+    }
 }
 
 /// The services whose task ended with an error, as `name: error` lines.

@@ -1,28 +1,41 @@
-//! The command line (DESIGN §1): `run`, `check`, and the client tools. Each
-//! subcommand is one call into the library; this file only picks the config
-//! source, builds the runtime and maps results to exit codes.
+//! The command line (DESIGN §1): `run`, `check`, `reload`, the client tools,
+//! and `completions`/`man` (generated from this very definition, so they
+//! never drift from it). Each subcommand is one call into the library; this
+//! file only picks the config source, builds the runtime and maps results to
+//! exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::ConfigError;
 use crate::daemon::{self, ConfigSource};
-use crate::logging::LogFormat;
+use crate::hostcheck::Severity;
+use crate::logging::{ColorChoice, LogFormat};
+use crate::pidfile::PidFile;
 use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, client};
+
+/// `0.1.0 (git 1a2b3c4)` when built from a git checkout (build.rs), else the crate version.
+pub const VERSION: &str = match option_env!("NETSERVD_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "netservd",
-    version,
+    version = VERSION,
     about = "Config-driven network services: framed TCP echo, UDP echo, broadcast announcer, multicast listener"
 )]
 pub struct Cli {
     /// Log format on stderr; RUST_LOG filters (default: info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Colour text logs: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE forces it), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,12 +54,12 @@ pub enum Command {
         windows_service: bool,
     },
     /// Validate a config without serving; exit 0 valid, 2 invalid.
-    Check {
+    Check(crate::check::Args),
+    /// Make the daemon running this config reload it (its [daemon] pid_file, its admin
+    /// endpoint's POST /reload, or on Linux the one process running with this --config).
+    Reload {
         #[arg(long, env = "NETSERVD_CONFIG")]
         config: Option<PathBuf>,
-        /// Also create and bind every socket and show the options the kernel applied.
-        #[arg(long)]
-        bind: bool,
     },
     /// One end-to-end check of a service (for health checks): exit 0 healthy, 1 not.
     Probe(client::probe::Args),
@@ -56,6 +69,23 @@ pub enum Command {
     Listen(client::listen::Args),
     /// Load generator: framed TCP or UDP echo, with throughput and latency percentiles.
     Bench(client::bench::Args),
+    /// Print a shell completion script: `netservd completions bash > /etc/bash_completion.d/netservd`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `netservd man > /usr/local/share/man/man1/netservd.1`.
+    Man,
+}
+
+impl std::fmt::Display for ConfigSource {
+    /// The file as a path, or the built-in config's name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Builtin => f.write_str(crate::config::SHIPPED_ORIGIN),
+        }
+    }
 }
 
 /// Picks the config: explicit path (flag or $NETSERVD_CONFIG), else
@@ -71,6 +101,21 @@ pub fn config_source(path: Option<PathBuf>) -> ConfigSource {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    match &cli.command {
+        Command::Completions { shell } => {
+            return generated(|out| {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(*shell, &mut cmd, "netservd", out);
+                Ok(())
+            });
+        }
+        Command::Man => {
+            return generated(|out| {
+                clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
+            });
+        }
+        _ => {}
+    }
     #[cfg(windows)]
     if let Command::Run {
         config,
@@ -93,7 +138,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = rt.block_on(async move {
         match cli.command {
             Command::Run { config, .. } => run_daemon(config_source(config)).await,
-            Command::Check { config, bind } => crate::check::run(config_source(config), bind),
+            Command::Check(a) => crate::check::run(config_source(a.config.clone()), &a),
+            Command::Reload { config } => client::reload::run(config_source(config)).await,
+            Command::Completions { .. } | Command::Man => EXIT_OK,
             Command::Probe(a) => client::probe::run(a).await,
             Command::Send(a) => client::send::run(a).await,
             Command::Listen(a) => client::listen::run(a).await,
@@ -102,6 +149,21 @@ pub fn run(cli: Cli) -> ExitCode {
     });
     // Connections still draining in blocking threads (lingering closes) must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code as u8)
+}
+
+/// Writes what `write` generates to stdout; a closed pipe is not an error.
+fn generated(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = Vec::new();
+    let code = match write(&mut out).and_then(|()| std::io::stdout().write_all(&out)) {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            eprintln!("netservd: cannot write to stdout: {e}");
+            EXIT_FAILURE
+        }
+    };
     ExitCode::from(code as u8)
 }
 
@@ -115,6 +177,17 @@ pub(crate) async fn run_daemon(source: ConfigSource) -> i32 {
         Ok(l) => l,
         Err(e) => return config_error(&e),
     };
+    if host_refuses(&source, &loaded.0, &loaded.1) {
+        return EXIT_CONFIG;
+    }
+    let _pid_file = match loaded.0.daemon.pid_file.as_deref().map(PidFile::create) {
+        Some(Err(e)) => {
+            error!(error = %format!("{e:#}"), "cannot start");
+            return EXIT_FAILURE;
+        }
+        Some(Ok(f)) => Some(f),
+        None => None,
+    };
     match daemon::run(source, loaded).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -122,6 +195,25 @@ pub(crate) async fn run_daemon(source: ConfigSource) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// What `check` refuses on this host, `run` refuses too (printed like config
+/// errors); warnings are logged.
+fn host_refuses(source: &ConfigSource, cfg: &crate::config::Config, text: &str) -> bool {
+    let mut refused = 0;
+    for (severity, line) in crate::check::placed_host_issues(source, cfg, text, false) {
+        match severity {
+            Severity::Warning => warn!(issue = %line, "config warning"),
+            Severity::Error => {
+                eprintln!("{line}");
+                refused += 1;
+            }
+        }
+    }
+    if refused > 0 {
+        eprintln!("{refused} error(s) in {source}");
+    }
+    refused > 0
 }
 
 /// Prints every config error on stderr, one `PATH:LINE:COL: message` per line.

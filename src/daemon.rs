@@ -41,14 +41,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<(Config, String), ConfigError> {
         match self {
             ConfigSource::File(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                    origin: p.display().to_string(),
-                    diagnostics: vec![config::Diagnostic {
-                        line: 1,
-                        col: 1,
-                        message: format!("cannot read config file: {e}"),
-                    }],
-                })?;
+                let text = std::fs::read_to_string(p).map_err(|e| config::unreadable(p, &e))?;
                 Ok((config::parse(&text, &p.display().to_string())?, text))
             }
             ConfigSource::Builtin => Ok((
@@ -281,7 +274,7 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
         Some(a) => Some(crate::admin::start(a, sup.state(), metrics.clone()).await?),
         None => None,
     };
-    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = ?source, "ready");
+    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = %source, "ready");
 
     let mut current = text;
     loop {

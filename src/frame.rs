@@ -7,16 +7,26 @@
 //! send, bench) use [`FrameFormat::encode`] and [`FrameFormat::decode`].
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Byte order of the length field.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ByteOrder {
     /// Network byte order.
     #[default]
     Big,
     Little,
+}
+
+impl std::fmt::Display for ByteOrder {
+    /// The config spelling: `big` or `little`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ByteOrder::Big => "big",
+            ByteOrder::Little => "little",
+        })
+    }
 }
 
 /// How frames are delimited on one service.

@@ -1,7 +1,8 @@
 //! netservd: one `config.toml` in, running network services out.
 //!
 //! Crate map, in the order data flows:
-//! - [`config`]: `config.toml` -> validated [`config::Config`], or every error as `PATH:LINE:COL: message`.
+//! - [`config`]: `config.toml` -> validated [`config::Config`], or every error as `PATH:LINE:COL: message`;
+//!   [`hostcheck`]: what only this host can tell (broadcast addresses, interfaces).
 //! - [`net`]: a `[*.socket]` table -> socket2 calls -> a bound, non-blocking socket; read-back of effective options.
 //! - [`services`]: one file per kind of service, each `bind` then `run` until cancelled.
 //! - [`daemon`] and [`reload`]: the supervisor: bind all, spawn, reload by diff, drain on shutdown.
@@ -21,9 +22,11 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod frame;
+pub mod hostcheck;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod pidfile;
 pub mod reload;
 pub mod services;
 pub mod signals;

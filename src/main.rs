@@ -12,6 +12,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = netservd::cli::Cli::parse();
-    netservd::logging::init(cli.log_format);
+    if let Err(e) = netservd::logging::init(cli.log_format, cli.color) {
+        eprintln!("netservd: {e}");
+        return std::process::ExitCode::from(netservd::EXIT_CONFIG as u8);
+    }
     netservd::cli::run(cli)
 }

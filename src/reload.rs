@@ -69,7 +69,7 @@ impl Supervisor {
                     stopped = counts[1],
                     replaced = counts[2],
                     unchanged = counts[3],
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    elapsed_ms = crate::logging::ms_f64(started.elapsed()),
                     "reload applied"
                 );
             }

@@ -45,12 +45,12 @@ fn bad_value_types() {
     expect_error(
         &format!("{BASE}max_connections = \"lots\"\n"),
         "4:19",
-        "invalid type: string \"lots\", expected u32",
+        "`max_connections` must be a whole number from 1 to 4294967295, without quotes; found \"lots\"",
     );
     expect_error(
         &format!("{BASE}idle_timeout = 60\n"),
         "4:16",
-        "invalid type: integer `60`",
+        "`idle_timeout` must be a duration in quotes with a unit, e.g. \"250ms\" or \"5s\"; found 60",
     );
     expect_error(
         &format!("{BASE}idle_timeout = \"60 parsecs\"\n"),
@@ -60,7 +60,7 @@ fn bad_value_types() {
     expect_error(
         &format!("{BASE}byte_order = \"middle\"\n"),
         "4:14",
-        "unknown variant `middle`",
+        "`byte_order` must be `big` or `little`; found \"middle\"",
     );
     expect_error(
         "[[tcp_echo]]\nname = \"e\"\nlisten = \"127.0.0.1\"\n",
@@ -123,7 +123,7 @@ fn out_of_range_sizes() {
     expect_error(
         &format!("{BASE}[tcp_echo.socket]\nttl = 0\n"),
         "5:7",
-        "socket.ttl = 0 is out of range 1..=255",
+        "`ttl` must be a whole number from 1 to 255, without quotes; found 0",
     );
     expect_error(
         &format!("{BASE}[tcp_echo.socket]\nmulticast_ttl = 2\n"),

@@ -38,23 +38,41 @@ fn json_logs_parse_line_by_line() {
             "no message: {l}"
         );
     }
-    // Fields stay fields, and events inside a service carry its name.
+    // Fields stay fields; `services` is an array of {name, url}.
     let ready = logs.iter().find(|l| l["message"] == "ready").unwrap();
+    let services = ready["services"].as_array().expect("services array");
+    assert_eq!(services.len(), 2, "{ready}");
+    assert_eq!(services[0]["name"], "echo", "{ready}");
     assert!(
-        ready["services"]
+        services[0]["url"]
             .as_str()
-            .unwrap()
-            .contains("echo=tcp://127.0.0.1:"),
+            .is_some_and(|u| u.starts_with("tcp://127.0.0.1:")),
         "{ready}"
     );
-    // The innermost span is the connection; the service span encloses it.
-    assert!(closed["span"]["peer"].is_string(), "{closed}");
     assert!(
-        closed["spans"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["service"] == "echo")),
-        "{closed}"
+        ready["config"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("config.toml")),
+        "{ready}"
     );
+    // Span fields once, merged under `span`: the connection's peer and its
+    // service; no `spans` list, no span `name` at the top level.
+    assert!(closed["span"]["peer"].is_string(), "{closed}");
+    assert_eq!(closed["span"]["service"], "echo", "{closed}");
+    assert_eq!(closed["span"]["kind"], "tcp_echo", "{closed}");
+    for l in &logs {
+        assert!(
+            l.get("spans").is_none(),
+            "span list repeats the fields: {l}"
+        );
+        assert!(l.get("name").is_none(), "top-level span name: {l}");
+        let text = l.to_string();
+        assert_eq!(
+            text.matches("\"local_addr\"").count().min(1),
+            text.matches("\"local_addr\"").count(),
+            "{l}"
+        );
+    }
     let admin = logs
         .iter()
         .find(|l| l["message"] == "admin endpoint listening")

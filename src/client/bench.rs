@@ -9,7 +9,9 @@
 //! the shared counter -> merge the threads' tallies (HDR histogram of round
 //! trips, counts of verified replies, mismatches, losses) -> print a table, or
 //! one JSON object with `--json` (`bench_report`). Exit 1 if any echo was wrong, any
-//! connection failed, or nothing came back.
+//! connection failed, nothing came back, or more than 1 % of the messages were
+//! lost (unless `--allow-loss`); losses with fast echoes get a hint that they
+//! look like the service's per-source `rate_limit`.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -71,6 +73,9 @@ pub struct Args {
     /// No progress line on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Exit 0 even when more than 1 % of the messages were lost.
+    #[arg(long)]
+    pub allow_loss: bool,
     #[command(flatten)]
     pub frame: FrameArgs,
 }
@@ -83,7 +88,12 @@ pub async fn run(a: Args) -> i32 {
             } else {
                 print_table(&r);
             }
-            if r.mismatches > 0 || !r.errors.is_empty() || r.messages == 0 {
+            let lossy = loss_verdict(&a, &r);
+            if let Some(why) = &lossy {
+                eprintln!("bench: {why}");
+            }
+            let too_lossy = lossy.is_some() && !a.allow_loss;
+            if r.mismatches > 0 || !r.errors.is_empty() || r.messages == 0 || too_lossy {
                 EXIT_FAILURE
             } else {
                 EXIT_OK
@@ -94,6 +104,39 @@ pub async fn run(a: Args) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Most lost messages, as a share of those sent, before bench fails.
+const MAX_LOSS: f64 = 0.01;
+
+/// `Some(explanation)` when more than [`MAX_LOSS`] of the messages were lost.
+/// Losses while the echoes that did come back were quick (p99 under a
+/// quarter of `--loss-timeout`) mean the service dropped rather than queued:
+/// what a per-source `rate_limit` does.
+fn loss_verdict(a: &Args, r: &Report) -> Option<String> {
+    let sent = r.messages + r.lost;
+    if sent == 0 || (r.lost as f64) <= MAX_LOSS * sent as f64 {
+        return None;
+    }
+    let pct = 100.0 * r.lost as f64 / sent as f64;
+    let mut why = format!(
+        "lost {} of {sent} messages ({pct:.1} %), more than 1 %",
+        r.lost
+    );
+    let quick = r.latency_us.p99 < a.loss_timeout.as_secs_f64() * 1e6 / 4.0;
+    if a.url.proto == Proto::Udp && quick {
+        why.push_str(&format!(
+            "; the echoes that came back were quick (p99 {:.1} us) at {:.0} msgs/s, so this looks like \
+             a rate limit: a udp_echo with rate_limit answers each source at most per_source times a \
+             second (see its `rate_limit` in the config and netservd_drops_total{{reason=\"rate_limited\"}} in /metrics); \
+             raise it, or measure with fewer msgs/s",
+            r.latency_us.p99, r.msgs_per_s
+        ));
+    }
+    if !a.allow_loss {
+        why.push_str("; pass --allow-loss to exit 0 anyway");
+    }
+    Some(why)
 }
 
 /// Message depth for the URL's protocol, refusing the other protocol's flag.

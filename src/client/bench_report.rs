@@ -65,11 +65,11 @@ pub fn report(a: &Args, depth: usize, t: Tally, total_replies: u64) -> Report {
         connections: a.connections,
         size: a.size,
         depth,
-        duration_s: secs,
+        duration_s: round3(secs),
         messages: t.msgs,
         total_replies,
-        msgs_per_s: t.msgs as f64 / secs,
-        mb_per_s: t.msgs as f64 * a.size as f64 / secs / 1e6,
+        msgs_per_s: round3(t.msgs as f64 / secs),
+        mb_per_s: round3(t.msgs as f64 * a.size as f64 / secs / 1e6),
         mismatches: t.mismatches,
         lost: t.lost,
         late: t.late,
@@ -85,6 +85,11 @@ pub fn report(a: &Args, depth: usize, t: Tally, total_replies: u64) -> Report {
             },
         },
     }
+}
+
+/// At most 3 decimals: more is noise, and unreadable in JSON.
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
 }
 
 pub fn print_table(r: &Report) {

@@ -8,29 +8,35 @@
 //! - `tcp://`: each message is one frame (`--length-field-bytes`,
 //!   `--byte-order`); replies are the frames that come back.
 //!
+//! MESSAGE `-`, or no MESSAGE while stdin is not a terminal, sends what stdin
+//! holds (read to its end once, then sent `--count` times), so payloads can
+//! be piped in as with socat; an empty stdin (`</dev/null`, cron) keeps the
+//! numbered default, an explicit `-` sends it empty.
+//!
 //! Exit 0 when everything was sent (and, with `--expect-reply`, a reply came),
 //! 1 otherwise, with the reason on stderr.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::BytesMut;
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::listen::{line, print};
-use super::{FrameArgs, Proto, Target, parse_duration};
-use crate::services::mcast_join::{if_index, unspecified};
+use super::{
+    FrameArgs, Proto, Target, explain_bad_reply, explain_close, parse_duration, udp_socket,
+};
 use crate::{EXIT_FAILURE, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// udp://HOST:PORT (unicast, broadcast or multicast) or tcp://HOST:PORT (one frame per message).
     pub url: Target,
-    /// The payload; default "netservd send N" with N the message number.
+    /// The payload; `-` reads it from stdin, as does no MESSAGE when stdin is not a terminal.
+    /// Default "netservd send N" with N the message number.
     pub message: Option<String>,
     /// Outgoing interface: IPv4 local address (also the source address), IPv6 interface name or index.
     #[arg(long)]
@@ -58,13 +64,20 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> i32 {
-    let result = match a.url.proto {
-        Proto::Udp => udp(&a).await,
-        Proto::Tcp => tcp(&a).await,
+    let result = match payload(&a) {
+        Err(e) => Err(e),
+        Ok(p) => match a.url.proto {
+            Proto::Udp => udp(&a, p.as_deref()).await,
+            Proto::Tcp => tcp(&a, p.as_deref()).await,
+        },
     };
     match result {
         Ok(replies) if replies == 0 && a.expect_reply => {
-            eprintln!("netservd send {}: no reply within {:?}", a.url.addr, a.wait);
+            eprintln!(
+                "netservd send {}: no reply within {}",
+                a.url.addr,
+                humantime::format_duration(a.wait)
+            );
             EXIT_FAILURE
         }
         Ok(_) => EXIT_OK,
@@ -75,61 +88,57 @@ pub async fn run(a: Args) -> i32 {
     }
 }
 
-fn message(a: &Args, i: u64) -> Vec<u8> {
-    a.message
-        .clone()
-        .unwrap_or_else(|| format!("netservd send {i}"))
-        .into_bytes()
+/// The fixed payload, if there is one: MESSAGE, or stdin (see the file
+/// comment); `None` means the numbered default. Refuses what no datagram or
+/// frame could carry before anything is sent.
+fn payload(a: &Args) -> Result<Option<Vec<u8>>> {
+    let stdin = std::io::stdin();
+    let p = match a.message.as_deref() {
+        Some("-") => Some(read_stdin(stdin)?),
+        Some(m) => Some(m.as_bytes().to_vec()),
+        None if !stdin.is_terminal() => Some(read_stdin(stdin)?).filter(|p| !p.is_empty()),
+        None => None,
+    };
+    let len = p.as_ref().map_or(0, Vec::len);
+    match a.url.proto {
+        Proto::Tcp => a.frame.check_fits("the message", len)?,
+        Proto::Udp if len > crate::MAX_UDP_PAYLOAD => bail!(
+            "the message is {len} bytes, more than a UDP datagram carries (at most {} bytes)",
+            crate::MAX_UDP_PAYLOAD
+        ),
+        Proto::Udp => {}
+    }
+    Ok(p)
 }
 
-/// A UDP socket for `dest`: broadcast allowed, interface and TTL applied.
-fn udp_socket(a: &Args, dest: SocketAddr) -> Result<UdpSocket> {
-    let sock = Socket::new(Domain::for_address(dest), Type::DGRAM, Some(Protocol::UDP))
-        .context("create UDP socket")?;
-    sock.set_broadcast(true).context("set SO_BROADCAST")?;
-    let mut local = SocketAddr::new(unspecified(dest.ip()), 0);
-    let group = dest.ip().is_multicast();
-    match (dest.ip(), a.interface.as_deref()) {
-        (IpAddr::V4(_), Some(i)) => {
-            let ip: Ipv4Addr = i.parse().with_context(|| {
-                format!("--interface {i:?}: give a local IPv4 address for an IPv4 destination")
-            })?;
-            if group {
-                sock.set_multicast_if_v4(&ip)
-                    .with_context(|| format!("use {ip} as the multicast interface"))?;
-            }
-            local.set_ip(IpAddr::V4(ip));
-        }
-        (IpAddr::V6(_), Some(i)) => {
-            let index = if_index(i)?;
-            if group {
-                sock.set_multicast_if_v6(index)
-                    .with_context(|| format!("use interface {i} for multicast"))?;
-            }
-        }
-        (_, None) => {}
+/// All of stdin, up to one byte more than the largest frame `send` accepts.
+fn read_stdin(stdin: std::io::Stdin) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    stdin
+        .lock()
+        .take(MAX_MESSAGE as u64 + 1)
+        .read_to_end(&mut buf)
+        .context("read the message from stdin")?;
+    if buf.len() > MAX_MESSAGE {
+        bail!("stdin holds more than {MAX_MESSAGE} bytes; send at most that in one message");
     }
-    if let Some(ttl) = a.ttl {
-        let r = match (dest.is_ipv4(), group) {
-            (true, true) => sock.set_multicast_ttl_v4(ttl),
-            (true, false) => sock.set_ttl_v4(ttl),
-            (false, true) => sock.set_multicast_hops_v6(ttl),
-            (false, false) => sock.set_unicast_hops_v6(ttl),
-        };
-        r.with_context(|| format!("set --ttl {ttl}"))?;
-    }
-    crate::net::bind(&sock, local, "udp")?;
-    crate::net::make_nonblocking(&sock)?;
-    UdpSocket::from_std(sock.into()).context("register UDP socket with tokio")
+    Ok(buf)
 }
 
-async fn udp(a: &Args) -> Result<u64> {
+/// Largest message `send` takes (and largest reply frame it reads back).
+const MAX_MESSAGE: usize = crate::MAX_UDP_PAYLOAD * 16;
+
+fn message(fixed: Option<&[u8]>, i: u64) -> Vec<u8> {
+    fixed.map_or_else(|| format!("netservd send {i}").into_bytes(), <[u8]>::to_vec)
+}
+
+async fn udp(a: &Args, fixed: Option<&[u8]>) -> Result<u64> {
     let dest = a.url.addr;
-    let s = udp_socket(a, dest)?;
+    let s = udp_socket(dest, a.interface.as_deref(), a.ttl)?;
     let mut replies = 0;
     let mut buf = vec![0u8; crate::MAX_UDP_PAYLOAD + 1];
     for i in 0..a.count {
-        let msg = message(a, i);
+        let msg = message(fixed, i);
         s.send_to(&msg, dest).await.with_context(|| {
             format!("send to {dest} (broadcast and group sends need a route; see --interface)")
         })?;
@@ -163,11 +172,12 @@ async fn udp(a: &Args) -> Result<u64> {
     Ok(replies)
 }
 
-async fn tcp(a: &Args) -> Result<u64> {
+async fn tcp(a: &Args, fixed: Option<&[u8]>) -> Result<u64> {
     if a.interface.is_some() {
         bail!("--interface applies to udp:// destinations only");
     }
-    let fmt = a.frame.format(crate::MAX_UDP_PAYLOAD as u64 * 16);
+    // The numbered default is at most 32 bytes; a 1-byte field carries 255.
+    let fmt = a.frame.format(MAX_MESSAGE as u64);
     let mut s = tokio::time::timeout(
         a.wait.max(Duration::from_secs(1)),
         TcpStream::connect(a.url.addr),
@@ -181,17 +191,26 @@ async fn tcp(a: &Args) -> Result<u64> {
     let (mut replies, mut inbuf, mut out) = (0u64, BytesMut::new(), BytesMut::new());
     for i in 0..a.count {
         out.clear();
-        fmt.encode(&message(a, i), &mut out);
+        fmt.encode(&message(fixed, i), &mut out);
         s.write_all(&out).await.context("send frame")?;
         let until = Instant::now() + if i + 1 == a.count { a.wait } else { a.interval };
         loop {
-            while let Some(frame) = fmt.decode(&mut inbuf)? {
-                replies += 1;
-                print(&format!("reply {}", line(a.url.addr, &frame, a.hex)))
-                    .context("write to stdout")?;
+            loop {
+                // Keep the reply's first bytes for the explanation: decode consumes them.
+                let head = inbuf[..inbuf.len().min(64)].to_vec();
+                match fmt.decode(&mut inbuf) {
+                    Ok(Some(frame)) => {
+                        replies += 1;
+                        print(&format!("reply {}", line(a.url.addr, &frame, a.hex)))
+                            .context("write to stdout")?;
+                    }
+                    Ok(None) => break,
+                    Err(e) => bail!("{}", explain_bad_reply(&e, &head, &a.frame)),
+                }
             }
             match tokio::time::timeout_at(until, s.read_buf(&mut inbuf)).await {
                 Err(_) => break,
+                Ok(Ok(0)) if replies <= i => bail!("{}", explain_close(&a.frame)),
                 Ok(Ok(0)) => return Ok(replies),
                 Ok(r) => {
                     r.context("read reply")?;

@@ -6,8 +6,8 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// `"5s"`, `"250ms"`, `"1m 30s"`: a string with a unit, parsed by humantime.
 pub mod duration {
@@ -16,6 +16,11 @@ pub mod duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         parse(&s).map_err(de::Error::custom)
+    }
+
+    /// Written back the way it is read: `"1m 30s"`, `"250ms"` (`check --print`).
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
     pub fn parse(s: &str) -> Result<Duration, String> {
@@ -33,6 +38,13 @@ pub mod opt_duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         super::duration::deserialize(d).map(Some)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
     }
 }
 
@@ -71,7 +83,7 @@ pub enum Keepalive {
 
 /// The timers of `keepalive = { idle = "60s", interval = "10s", retries = 5 }`;
 /// an absent one keeps the OS default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeepaliveParams {
     /// TCP_KEEPIDLE: quiet time before the first probe.
@@ -102,6 +114,17 @@ impl fmt::Display for Keepalive {
             d(p.idle),
             d(p.interval)
         )
+    }
+}
+
+impl Serialize for Keepalive {
+    /// `false`, `true` (OS timers) or the table of timers, as written.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Keepalive::Off => s.serialize_bool(false),
+            Keepalive::On(p) if *p == KeepaliveParams::default() => s.serialize_bool(true),
+            Keepalive::On(p) => p.serialize(s),
+        }
     }
 }
 

@@ -2,14 +2,18 @@
 //! each as `PATH:LINE:COL: message`.
 //!
 //! Flow: text -> `DeTable` (toml's spanned tree; all syntax errors at once) ->
-//! each section and each service deserialized on its own (so one bad service
-//! does not hide the errors of the next) -> `validate` (cross-field and
-//! cross-service rules) -> errors mapped back to line:col through the spans
-//! recorded from the tree.
+//! each section and each service deserialized on its own, and within one,
+//! each bad key reported and taken out before trying again (so no type error
+//! hides another) -> `validate` (cross-field and cross-service rules) ->
+//! errors mapped back to line:col through the spans recorded from the tree,
+//! in plain words (`words.rs`), with the other service's line:col where a
+//! rule is about two of them.
 
 mod de;
+mod effective;
 mod schema;
 mod validate;
+pub(crate) mod words;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +27,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use de::duration::parse as parse_duration;
 pub use de::{Keepalive, KeepaliveParams, parse_socket_addr};
+pub use effective::effective;
 pub use schema::*;
 pub use validate::MAX_FRAME_LIMIT;
 
@@ -31,7 +36,8 @@ pub const SHIPPED: &str = include_str!("../../config.toml");
 /// How the shipped config is named in messages.
 pub const SHIPPED_ORIGIN: &str = "<built-in config.toml>";
 
-/// One problem, already placed in the file.
+/// One problem, already placed in the file; `line` 0 means it has no place
+/// (the file could not be read) and it displays without a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub line: usize,
@@ -53,7 +59,11 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.origin, d.line, d.col, d.message)?;
+            if d.line == 0 {
+                write!(f, "{}: {}", self.origin, d.message)?;
+            } else {
+                write!(f, "{}:{}:{}: {}", self.origin, d.line, d.col, d.message)?;
+            }
         }
         Ok(())
     }
@@ -61,21 +71,35 @@ impl fmt::Display for ConfigError {
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let origin = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(src) => parse(&src, &origin),
-        Err(e) => Err(ConfigError {
-            origin,
-            diagnostics: vec![Diagnostic {
-                line: 1,
-                col: 1,
-                message: format!(
-                    "cannot read config file: {e}; pass --config PATH or set NETSERVD_CONFIG"
-                ),
-            }],
-        }),
+        Ok(src) => parse(&src, &path.display().to_string()),
+        Err(e) => Err(unreadable(path, &e)),
     }
 }
+
+/// A config file that cannot be read: one diagnostic without a position.
+pub fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {
+    ConfigError {
+        origin: path.display().to_string(),
+        diagnostics: vec![Diagnostic {
+            line: 0,
+            col: 0,
+            message: format!(
+                "cannot read config file: {e}; pass --config PATH or set NETSERVD_CONFIG"
+            ),
+        }],
+    }
+}
+
+/// The sections a config file may have.
+const SECTIONS: [&str; 6] = [
+    "daemon",
+    "admin",
+    "tcp_echo",
+    "udp_echo",
+    "broadcast",
+    "multicast",
+];
 
 /// Parses and validates `src`; `origin` names it in messages.
 pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -103,35 +127,44 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
     let mut file_index: HashMap<&'static str, Vec<usize>> = HashMap::new();
     for (key, value) in root.into_inner() {
         let section = key.get_ref().as_ref();
+        let mut p = Problems {
+            src,
+            list: &mut problems,
+        };
         match section {
             "daemon" => {
-                if let Some(v) = one(value, "[daemon]", &mut problems) {
+                if let Some(v) = one(value, "[daemon]", &mut p) {
                     cfg.daemon = v;
                 }
             }
-            "admin" => cfg.admin = one(value, "[admin]", &mut problems),
-            "tcp_echo" => cfg.tcp_echo = many(value, "tcp_echo", &mut file_index, &mut problems),
-            "udp_echo" => cfg.udp_echo = many(value, "udp_echo", &mut file_index, &mut problems),
-            "broadcast" => cfg.broadcast = many(value, "broadcast", &mut file_index, &mut problems),
-            "multicast" => cfg.multicast = many(value, "multicast", &mut file_index, &mut problems),
-            other => problems.push((
-                key.span(),
-                format!(
-                    "unknown section `{other}`; expected one of [daemon], [admin], [[tcp_echo]], [[udp_echo]], [[broadcast]], [[multicast]]"
-                ),
-            )),
+            "admin" => cfg.admin = one(value, "[admin]", &mut p),
+            "tcp_echo" => cfg.tcp_echo = many(value, "tcp_echo", &mut file_index, &mut p),
+            "udp_echo" => cfg.udp_echo = many(value, "udp_echo", &mut file_index, &mut p),
+            "broadcast" => cfg.broadcast = many(value, "broadcast", &mut file_index, &mut p),
+            "multicast" => cfg.multicast = many(value, "multicast", &mut file_index, &mut p),
+            other => {
+                let hint = words::did_you_mean(other, SECTIONS)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                problems.push((
+                    key.span(),
+                    format!(
+                        "unknown section `{other}`; expected one of [daemon], [admin], [[tcp_echo]], [[udp_echo]], [[broadcast]], [[multicast]]{hint}"
+                    ),
+                ))
+            }
         }
     }
 
-    for issue in validate::validate(&cfg) {
-        let at = issue.kind.map(|k| file_index[k][issue.index]);
-        let mut path = match (issue.kind, at) {
-            (Some(kind), Some(i)) => format!("{kind}[{i}]"),
-            _ => issue.section.to_string(),
+    let (issues, see_also) = validate::validate_all(&cfg);
+    let place_of = |kind: Option<&'static str>, section: &str, index: usize, keys: &[&str]| {
+        let mut path = match kind.and_then(|k| Some((k, *file_index.get(k)?.get(index)?))) {
+            Some((kind, i)) => format!("{kind}[{i}]"),
+            None => section.to_string(),
         };
         // The most precise span we have: the key itself, else its table.
         let mut span = spans.get(&path).cloned();
-        for key in issue.keys {
+        for key in keys {
             path = if path.is_empty() {
                 key.to_string()
             } else {
@@ -141,7 +174,17 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
                 span = Some(s.clone());
             }
         }
-        problems.push((span.unwrap_or(whole.clone()), issue.message));
+        span.unwrap_or(whole.clone())
+    };
+    for (n, issue) in issues.into_iter().enumerate() {
+        let span = place_of(issue.kind, issue.section, issue.index, &issue.keys);
+        let mut message = issue.message;
+        for other in see_also.iter().filter(|o| o.issue == n) {
+            let at = place_of(Some(other.kind), "", other.index, &[other.key]);
+            let d = &place(src, vec![(at, String::new())])[0];
+            message.push_str(&format!(" (the other is at {}:{})", d.line, d.col));
+        }
+        problems.push((span, message));
     }
 
     if problems.is_empty() {
@@ -151,16 +194,108 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
     }
 }
 
+/// Where problems go while deserializing, with the text they point into.
+struct Problems<'a> {
+    src: &'a str,
+    list: &'a mut Vec<(Range<usize>, String)>,
+}
+
+/// Most keys one table may have wrong before we stop looking at it.
+const MAX_BAD_KEYS: usize = 64;
+
+/// Deserializes one table as `T`, reporting every bad key: on an error the
+/// key it is about is reported (in plain words, prefixed with `label`),
+/// taken out, and the rest tried again. A table that still fails for want of
+/// a key it needs (one that was bad, or one that is missing) yields `None`.
+fn each_key<T: for<'a> Deserialize<'a>>(
+    mut value: Spanned<DeValue<'_>>,
+    label: &str,
+    p: &mut Problems<'_>,
+) -> Option<T> {
+    let whole = value.span();
+    let mut taken: Vec<String> = Vec::new();
+    for _ in 0..MAX_BAD_KEYS {
+        let e = match T::deserialize(value.clone().into_deserializer()) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        let at = e.span().unwrap_or(whole.clone());
+        let msg = e.message();
+        if msg.starts_with("missing field") && taken.iter().any(|k| msg.contains(&format!("`{k}`")))
+        {
+            return None; // already reported as the bad value it was
+        }
+        let Some((key, found)) = take_key(value.get_mut(), at.start) else {
+            p.list
+                .push((at, format!("{label}: {}", words::plain(msg, "", ""))));
+            return None;
+        };
+        let text = p.src.get(found).unwrap_or("");
+        p.list
+            .push((at, format!("{label}: {}", words::plain(msg, &key, text))));
+        taken.push(key);
+    }
+    None
+}
+
+/// Removes the innermost key whose name or value covers byte `pos` from
+/// `value` (a table, or tables nested in it); returns its name and the span
+/// of its value.
+fn take_key(value: &mut DeValue<'_>, pos: usize) -> Option<(String, Range<usize>)> {
+    let DeValue::Table(table) = value else {
+        return None;
+    };
+    let mut hit = None;
+    for (k, v) in table.iter_mut() {
+        let vspan = v.span();
+        if k.span().contains(&pos) {
+            hit = Some((k.get_ref().to_string(), vspan));
+            break;
+        }
+        // A `[a.b]` table's span need not cover its keys: look inside first.
+        let nested = match v.get_mut() {
+            DeValue::Array(items) => items.iter_mut().find_map(|i| take_key(i.get_mut(), pos)),
+            inner => take_key(inner, pos),
+        };
+        if nested.is_some() {
+            return nested;
+        }
+        if vspan.contains(&pos) || vspan.start == pos {
+            hit = Some((k.get_ref().to_string(), vspan));
+            break;
+        }
+    }
+    let (key, span) = hit?;
+    table.remove(key.as_str());
+    Some((key, span))
+}
+
+/// Line and column (1-based) in `src` of `keys` of the `index`-th service of
+/// `kind` (its key if written, else its table): for findings made after a
+/// config parsed cleanly (`hostcheck`), when every service has its file index.
+pub fn locate(src: &str, kind: &str, index: usize, keys: &[&str]) -> Option<(usize, usize)> {
+    let (root, _) = DeTable::parse_recoverable(src);
+    let mut spans = HashMap::new();
+    index_table("", root.get_ref(), &mut spans);
+    let mut path = format!("{kind}[{index}]");
+    let mut span = spans.get(&path).cloned();
+    for key in keys {
+        path = format!("{path}.{key}");
+        if let Some(s) = spans.get(&path) {
+            span = Some(s.clone());
+        }
+    }
+    let d = &place(src, vec![(span?, String::new())])[0];
+    Some((d.line, d.col))
+}
+
 /// Deserializes a single table (`[daemon]`, `[admin]`).
 fn one<T: for<'a> Deserialize<'a>>(
     value: Spanned<DeValue<'_>>,
     what: &str,
-    problems: &mut Vec<(Range<usize>, String)>,
+    p: &mut Problems<'_>,
 ) -> Option<T> {
-    let span = value.span();
-    T::deserialize(value.into_deserializer())
-        .map_err(|e| problems.push((e.span().unwrap_or(span), format!("{what}: {}", e.message()))))
-        .ok()
+    each_key(value, what, p)
 }
 
 /// Deserializes an array of tables (`[[tcp_echo]]`...), each on its own.
@@ -168,11 +303,11 @@ fn many<T: for<'a> Deserialize<'a>>(
     value: Spanned<DeValue<'_>>,
     kind: &'static str,
     file_index: &mut HashMap<&'static str, Vec<usize>>,
-    problems: &mut Vec<(Range<usize>, String)>,
+    p: &mut Problems<'_>,
 ) -> Vec<T> {
     let span = value.span();
     let DeValue::Array(items) = value.into_inner() else {
-        problems.push((
+        p.list.push((
             span,
             format!("`{kind}` must be written as [[{kind}]] tables, one per service"),
         ));
@@ -181,7 +316,6 @@ fn many<T: for<'a> Deserialize<'a>>(
     let indices = file_index.entry(kind).or_default();
     let mut out = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let span = item.span();
         let label = match item
             .get_ref()
             .get("name")
@@ -190,15 +324,9 @@ fn many<T: for<'a> Deserialize<'a>>(
             Some(name) => format!("{kind} {name:?}"),
             None => format!("{kind}[{i}]"),
         };
-        match T::deserialize(item.into_deserializer()) {
-            Ok(v) => {
-                out.push(v);
-                indices.push(i);
-            }
-            Err(e) => problems.push((
-                e.span().unwrap_or(span),
-                format!("{label}: {}", e.message()),
-            )),
+        if let Some(v) = each_key(item, &label, p) {
+            out.push(v);
+            indices.push(i);
         }
     }
     out

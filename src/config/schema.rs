@@ -4,9 +4,10 @@
 //! [`SocketOptions`] into socket2 calls.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::de;
 use crate::frame::ByteOrder;
@@ -23,7 +24,7 @@ pub struct Config {
 }
 
 /// `[daemon]`: process-wide settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
     /// Drain deadline after SIGTERM/SIGINT (and for services a reload removes);
@@ -33,6 +34,10 @@ pub struct DaemonConfig {
     /// Reload when the config file changes, not only on SIGHUP. Default true.
     #[serde(default = "default_true")]
     pub watch_config: bool,
+    /// Write the process id here at start (removed at exit), so `netservd reload`
+    /// signals exactly this daemon. Read at start only. Default: none.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -40,12 +45,13 @@ impl Default for DaemonConfig {
         DaemonConfig {
             shutdown_timeout: default_shutdown_timeout(),
             watch_config: true,
+            pid_file: None,
         }
     }
 }
 
 /// `[admin]`: the HTTP endpoint for health and metrics.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of the admin HTTP listener (`/healthz`, `/metrics`, `/services`).
@@ -54,7 +60,7 @@ pub struct AdminConfig {
 }
 
 /// `[[tcp_echo]]`: length-prefixed frames echoed back unchanged.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpEchoConfig {
     /// Unique service name: identity for reload, logs and metrics.
@@ -87,7 +93,7 @@ pub struct TcpEchoConfig {
 }
 
 /// `[[udp_echo]]`: every datagram goes back to its sender.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UdpEchoConfig {
     pub name: String,
@@ -111,7 +117,7 @@ pub struct UdpEchoConfig {
 }
 
 /// Reply compatibility mode for echo services.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compat {
     /// Replies are the request, byte for byte.
@@ -122,7 +128,7 @@ pub enum Compat {
 }
 
 /// A token bucket per source address.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Sustained replies per second per source address.
@@ -136,7 +142,7 @@ pub struct RateLimit {
 }
 
 /// `[[broadcast]]`: a datagram sent on a schedule.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastConfig {
     pub name: String,
@@ -163,7 +169,7 @@ pub struct BroadcastConfig {
 }
 
 /// `[[multicast]]`: joins a group and receives (optionally echoes).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MulticastConfig {
     pub name: String,
@@ -185,7 +191,7 @@ pub struct MulticastConfig {
     pub socket: SocketOptions,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reply {
     #[default]
@@ -195,7 +201,7 @@ pub enum Reply {
 
 /// `[*.socket]`: options applied with socket2 before bind. `None` = OS default.
 /// Which keys apply to which service kind is checked in `validate.rs`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketOptions {
     /// SO_REUSEADDR (SO_EXCLUSIVEADDRUSE is used instead on Windows). Default true.
@@ -257,8 +263,8 @@ impl SocketOptions {
     /// The keys this table sets, with their values as written, in the order
     /// of the struct; drives per-kind/per-platform checks and `check` output.
     pub fn requested(&self) -> Vec<(&'static str, String)> {
-        fn show<T: std::fmt::Debug>(v: &Option<T>) -> Option<String> {
-            v.as_ref().map(|v| format!("{v:?}"))
+        fn show<T: std::fmt::Display>(v: &Option<T>) -> Option<String> {
+            v.as_ref().map(|v| v.to_string())
         }
         let o = self;
         [

@@ -115,7 +115,7 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
     )?;
     let socket = UdpSocket::from_std(sock.into()).context("register UDP socket with tokio")?;
     let local = socket.local_addr()?;
-    debug!(group = %cfg.group, interface = %membership.iface_text, source = ?cfg.source, %local, "joined multicast group");
+    debug!(group = %cfg.group, interface = %membership.iface_text, source = %cfg.source.map_or("any".to_string(), |s| s.to_string()), %local, "joined multicast group");
     Ok(Bound {
         cfg: Arc::new(cfg.clone()),
         joined: Arc::new(Joined {

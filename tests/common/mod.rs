@@ -104,7 +104,7 @@ impl Daemon {
                 d.join_reader();
                 panic!("daemon did not become ready; logs:\n{}", d.dump())
             });
-        d.urls = parse_services(ready["services"].as_str().unwrap_or(""));
+        d.urls = services_of(&ready["services"]);
         d
     }
 
@@ -231,6 +231,18 @@ impl Drop for Daemon {
             self.join_reader();
             self.assert_clean(&[]);
         }
+    }
+}
+
+/// The `ready` event's `services`: an array of `{name, url}` (or, from a
+/// build before that, the `a=tcp://... b=udp://...` text) -> name -> URL.
+pub fn services_of(v: &serde_json::Value) -> HashMap<String, String> {
+    match v.as_array() {
+        Some(items) => items
+            .iter()
+            .filter_map(|s| Some((s["name"].as_str()?.into(), s["url"].as_str()?.into())))
+            .collect(),
+        None => parse_services(v.as_str().unwrap_or("")),
     }
 }
 

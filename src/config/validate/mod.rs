@@ -36,9 +36,31 @@ pub const MAX_FRAME_LIMIT: u64 = 1 << 30;
 /// from where `Instant + Duration` would overflow.
 pub const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
 
-pub(super) struct Issues(pub(super) Vec<Issue>);
+/// A rule about two services: the other one's key, so the message can say
+/// where it is (`config/mod.rs` appends its line:col).
+pub struct SeeAlso {
+    /// Index of the issue (in the returned list) this belongs to.
+    pub issue: usize,
+    pub kind: &'static str,
+    pub index: usize,
+    pub key: &'static str,
+}
+
+pub(super) struct Issues(pub(super) Vec<Issue>, pub(super) Vec<SeeAlso>);
 
 impl Issues {
+    /// Points the issue just added at the other service's `key`.
+    pub(super) fn see(&mut self, kind: &'static str, index: usize, key: &'static str) {
+        if let Some(issue) = self.0.len().checked_sub(1) {
+            self.1.push(SeeAlso {
+                issue,
+                kind,
+                index,
+                key,
+            });
+        }
+    }
+
     pub(super) fn at(
         &mut self,
         kind: &'static str,
@@ -57,8 +79,9 @@ impl Issues {
     }
 }
 
-pub fn validate(cfg: &Config) -> Vec<Issue> {
-    let mut out = Issues(Vec::new());
+/// Every problem of `cfg`, and for those about two services, where the other is.
+pub fn validate_all(cfg: &Config) -> (Vec<Issue>, Vec<SeeAlso>) {
+    let mut out = Issues(Vec::new(), Vec::new());
     daemon(cfg, &mut out);
     names(cfg, &mut out);
     overlaps(cfg, &mut out);
@@ -107,7 +130,7 @@ pub fn validate(cfg: &Config) -> Vec<Issue> {
             &mut out,
         );
     }
-    out.0
+    (out.0, out.1)
 }
 
 fn daemon(cfg: &Config, out: &mut Issues) {
@@ -123,7 +146,7 @@ fn daemon(cfg: &Config, out: &mut Issues) {
 }
 
 fn names(cfg: &Config, out: &mut Issues) {
-    let mut seen: HashMap<&str, &'static str> = HashMap::new();
+    let mut seen: HashMap<&str, (&'static str, usize)> = HashMap::new();
     let all = cfg
         .tcp_echo
         .iter()
@@ -148,8 +171,11 @@ fn names(cfg: &Config, out: &mut Issues) {
                 "name must be 1 to 64 characters of letters, digits, '-', '_' or '.'".into(),
             );
         }
-        if let Some(first) = seen.insert(name, kind) {
+        if let Some(&(first, at)) = seen.get(name.as_str()) {
             out.at(kind, i, name, &["name"], format!("duplicate service name (already used by a {first} service); every service needs a unique name"));
+            out.see(first, at, "name");
+        } else {
+            seen.insert(name, (kind, i));
         }
     }
 }
@@ -157,7 +183,17 @@ fn names(cfg: &Config, out: &mut Issues) {
 /// Two services may not share protocol + address:port (port 0 never clashes;
 /// an unspecified address overlaps every address of its port).
 fn overlaps(cfg: &Config, out: &mut Issues) {
-    let mut claimed: Vec<(&'static str, SocketAddr, String, bool, &'static str)> = Vec::new();
+    /// (protocol, address, name, v6only, kind, index, key) of each address taken so far.
+    type Claim = (
+        &'static str,
+        SocketAddr,
+        String,
+        bool,
+        &'static str,
+        usize,
+        &'static str,
+    );
+    let mut claimed: Vec<Claim> = Vec::new();
     let mut check = |proto: &'static str,
                      kind: &'static str,
                      i: usize,
@@ -169,7 +205,7 @@ fn overlaps(cfg: &Config, out: &mut Issues) {
         if addr.port() == 0 {
             return;
         }
-        for (p, other, other_name, other_v6only, other_kind) in &claimed {
+        for (p, other, other_name, other_v6only, other_kind, other_i, other_key) in &claimed {
             // Multicast listeners share their port on purpose (SO_REUSEADDR, one group each).
             let both_multicast = kind == "multicast" && *other_kind == "multicast";
             if *p == proto
@@ -180,10 +216,11 @@ fn overlaps(cfg: &Config, out: &mut Issues) {
                 out.at(kind, i, name, &[key], format!(
                     "{proto} {addr} overlaps service {other_name:?} on {other}; give one of them another port or address"
                 ));
+                out.see(other_kind, *other_i, other_key);
                 return;
             }
         }
-        claimed.push((proto, addr, name.to_string(), v6only, kind));
+        claimed.push((proto, addr, name.to_string(), v6only, kind, i, key));
     };
     for (i, s) in cfg.tcp_echo.iter().enumerate() {
         check(

@@ -62,7 +62,10 @@ pub(super) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
         } else if d > MAX_TIMER {
             at(
                 &[key],
-                format!("{key} = {d:?} is over the limit of 1 day"),
+                format!(
+                    "{key} = {} is over the limit of 1 day",
+                    humantime::format_duration(d)
+                ),
                 out,
             );
         }
@@ -138,8 +141,9 @@ pub(super) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut
         at(
             &["jitter"],
             format!(
-                "jitter ({:?}) must be less than interval ({:?})",
-                s.jitter, s.interval
+                "jitter ({}) must be less than interval ({})",
+                humantime::format_duration(s.jitter),
+                humantime::format_duration(s.interval)
             ),
             out,
         );
@@ -208,7 +212,25 @@ pub(super) fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
         }
     }
     if let Some(ifc) = &s.interface {
-        if s.group.is_ipv4() && ifc.parse::<std::net::Ipv4Addr>().is_err() {
+        if s.group.is_ipv4() && ifc.parse::<std::net::Ipv6Addr>().is_ok() {
+            at(
+                &["interface"],
+                format!(
+                    "interface {ifc:?} is an IPv6 address but group {} is IPv4: an IPv4 group is joined on a local IPv4 address, e.g. \"127.0.0.1\"",
+                    s.group
+                ),
+                out,
+            );
+        } else if s.group.is_ipv6() && ifc.parse::<std::net::Ipv4Addr>().is_ok() {
+            at(
+                &["interface"],
+                format!(
+                    "interface {ifc:?} is an IPv4 address but group {} is IPv6: an IPv6 group is joined on an interface name or index, e.g. \"lo\" or \"1\"",
+                    s.group
+                ),
+                out,
+            );
+        } else if s.group.is_ipv4() && ifc.parse::<std::net::Ipv4Addr>().is_err() {
             at(
                 &["interface"],
                 format!(

@@ -95,46 +95,47 @@ pub(super) fn socket(
             out.at(k, i, name, &["socket", key], msg);
         }
     }
-    let mut range = |key: &'static str, v: Option<u64>, lo: u64, hi: u64| {
+    let mut range = |key: &'static str, v: Option<i128>, lo: i128, hi: i128| {
         if let Some(v) = v.filter(|v| !(lo..=hi).contains(v)) {
             out.at(
                 k,
                 i,
                 name,
                 &["socket", key],
-                format!("socket.{key} = {v} is out of range {lo}..={hi}"),
+                crate::config::words::whole_number(key, lo, hi, &v.to_string()),
             );
         }
     };
-    range("ttl", o.ttl.map(u64::from), 1, 255);
-    range("multicast_ttl", o.multicast_ttl.map(u64::from), 0, 255);
-    range("tos", o.tos.map(u64::from), 0, 255);
-    range("backlog", o.backlog.map(|b| b as u64), 1, 65535);
+    range("ttl", o.ttl.map(i128::from), 1, 255);
+    range("multicast_ttl", o.multicast_ttl.map(i128::from), 0, 255);
+    range("tos", o.tos.map(i128::from), 0, 255);
+    range("backlog", o.backlog.map(|b| b as i128), 1, 65535);
     range(
         "recv_buffer_bytes",
-        o.recv_buffer_bytes.map(|b| b as u64),
+        o.recv_buffer_bytes.map(|b| b as i128),
         1,
-        i32::MAX as u64 / 2,
+        i32::MAX as i128 / 2,
     );
     range(
         "send_buffer_bytes",
-        o.send_buffer_bytes.map(|b| b as u64),
+        o.send_buffer_bytes.map(|b| b as i128),
         1,
-        i32::MAX as u64 / 2,
+        i32::MAX as i128 / 2,
     );
-    range("mss", o.mss.map(u64::from), 88, 65535);
+    range("mss", o.mss.map(i128::from), 88, 65535);
     range(
         "recv_low_water",
-        o.recv_low_water.map(u64::from),
+        o.recv_low_water.map(i128::from),
         1,
-        i32::MAX as u64,
+        i32::MAX as i128,
     );
-    range("fastopen", o.fastopen.map(u64::from), 1, 65535);
+    range("fastopen", o.fastopen.map(i128::from), 1, 65535);
     if let Some(d) = o.linger {
         // SO_LINGER counts whole seconds: "500ms" would silently become 0s (a reset on every close).
         if d.subsec_nanos() != 0 || d > Duration::from_secs(3600) {
             out.at(k, i, name, &["socket", "linger"], format!(
-                "socket.linger = {d:?}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\""
+                "socket.linger = {}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\"",
+                humantime::format_duration(d)
             ));
         }
     }
@@ -150,7 +151,8 @@ pub(super) fn socket(
                     name,
                     &["socket", "keepalive"],
                     format!(
-                        "socket.keepalive {what} = {d:?} must be whole seconds from 1s to 32767s"
+                        "socket.keepalive {what} = {} must be whole seconds from 1s to 32767s",
+                        humantime::format_duration(d)
                     ),
                 );
             }
