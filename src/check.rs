@@ -54,6 +54,9 @@ fn report(source: ConfigSource, bind: bool, out: &mut String) -> i32 {
                 for a in b.report() {
                     outln!(out, "  {:<22} {:<24} {}", a.key, a.requested, a.effective);
                 }
+                if let Some(note) = sharing_note(spec) {
+                    outln!(out, "  note: {note}");
+                }
             }
             Err(e) => {
                 outln!(out, "  bind failed: {e:#}");
@@ -87,6 +90,17 @@ fn describe(spec: &Spec) -> String {
             c.port,
             c.interface.as_deref().unwrap_or("(kernel picks)")
         ),
+    }
+}
+
+/// What a udp_echo with `reuse_address = true` gives away (Unix: the default is off).
+fn sharing_note(spec: &Spec) -> Option<&'static str> {
+    match spec {
+        Spec::UdpEcho(c) if cfg!(unix) && c.socket.reuse_address == Some(true) => Some(
+            "reuse_address = true: another process that also sets SO_REUSEADDR may bind this address \
+             and receive its datagrams (the daemon's counters then miss them); remove the key to keep the port exclusive",
+        ),
+        _ => None,
     }
 }
 
