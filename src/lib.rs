@@ -13,11 +13,13 @@
 //! - [`cli`]: the command line that `main.rs` hands over to.
 
 pub mod admin;
+mod admin_serve;
 pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod flood;
 pub mod frame;
 pub mod logging;
 pub mod metrics;

@@ -51,6 +51,53 @@ pub struct AdminConfig {
     /// Address of the admin HTTP listener (`/healthz`, `/metrics`, `/services`).
     #[serde(deserialize_with = "de::socket_addr")]
     pub listen: SocketAddr,
+    /// A client must send a request's whole header within this, counted from
+    /// when the connection starts waiting for a request (also between
+    /// keep-alive requests). Default 5s.
+    #[serde(default = "default_admin_header_read_timeout", with = "de::duration")]
+    pub header_read_timeout: Duration,
+    /// Close a connection on which no byte moves either way for this long
+    /// (a client that stops reading its response). Default 30s.
+    #[serde(default = "default_admin_idle_timeout", with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// Admin connections open at once; one more is closed right after accept
+    /// (`drops{service="admin",reason="connection_limit"}`). Default 64.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: u32,
+    /// Largest request body accepted (413 above; a body without a length: 411). Default 4096.
+    #[serde(default = "default_admin_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// File holding a bearer token: every request but `GET /healthz` must send
+    /// `Authorization: Bearer <token>` (401 otherwise). Default: no token.
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl AdminConfig {
+    /// An admin endpoint on `listen` with every other key at its default.
+    pub fn on(listen: SocketAddr) -> AdminConfig {
+        AdminConfig {
+            listen,
+            header_read_timeout: default_admin_header_read_timeout(),
+            idle_timeout: default_admin_idle_timeout(),
+            max_connections: default_admin_max_connections(),
+            max_body_bytes: default_admin_max_body_bytes(),
+            token_file: None,
+        }
+    }
+}
+
+fn default_admin_header_read_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_admin_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_admin_max_connections() -> u32 {
+    64
+}
+fn default_admin_max_body_bytes() -> u64 {
+    4096
 }
 
 /// `[[tcp_echo]]`: length-prefixed frames echoed back unchanged.
