@@ -152,12 +152,14 @@ fn huge_declared_frames_cost_little_and_frame_timeout_closes_them() {
         all_closed >= Duration::from_millis(900) && all_closed < Duration::from_secs(4),
         "closed after {all_closed:?}"
     );
-    let n = settle(
-        WAIT,
-        || message_count(&d, "frame not completed in time"),
-        |n| n >= 300,
+    // Every timeout is counted; the log gets the first and then one line per
+    // flood interval (crate::flood), not 300.
+    settle(WAIT, || drops(&d, "echo", "frame_timeout"), |n| n >= 300);
+    let n = message_count(&d, "frame not completed in time");
+    assert!(
+        (1..=3).contains(&n),
+        "{n} frame timeout lines for 300 connections"
     );
-    assert_eq!(n, 300, "frame timeouts logged");
     let fds = settle(WAIT, || fd_count(d.pid()), |n| n <= fds0);
     assert!(fds <= fds0, "descriptors {fds0} -> {fds} after the closes");
     assert_eq!(drops(&d, "echo", "frame_timeout"), 300);

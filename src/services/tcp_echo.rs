@@ -20,6 +20,7 @@ use tracing::{Instrument, Span, debug, debug_span, warn};
 
 use super::{ServiceCtx, tcp_conn};
 use crate::config::TcpEchoConfig;
+use crate::flood::Flood;
 use crate::frame::FrameFormat;
 use crate::logging::RateLimited;
 use crate::net::{self, Role};
@@ -100,6 +101,7 @@ impl Bound {
             ctx: ctx.clone(),
             permits: permits.clone(),
             span: Span::current(),
+            flood: Flood::new(),
         });
         loop {
             let permit = tokio::select! {
