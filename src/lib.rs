@@ -12,6 +12,7 @@
 //! - [`frame`], [`template`], [`logging`]: framing, announcement templates, log setup.
 //! - [`cli`]: the command line that `main.rs` hands over to.
 
+pub mod acl;
 pub mod admin;
 mod admin_serve;
 pub mod check;

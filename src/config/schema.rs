@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de;
+use crate::acl::Cidr;
 use crate::frame::ByteOrder;
 
 /// The whole file, after parsing. Services keep their file order.
@@ -128,6 +129,21 @@ pub struct TcpEchoConfig {
     /// A started frame must complete within this. Default 10s.
     #[serde(default = "default_frame_timeout", with = "de::duration")]
     pub frame_timeout: Duration,
+    /// Open connections per source (IPv4 address or IPv6 prefix); `0` = unlimited. Default 64.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: u32,
+    /// New connections per second per source. Default: no limit.
+    #[serde(default)]
+    pub max_connections_per_second_per_source: Option<u32>,
+    /// IPv6 sources are counted by this many leading bits. Default 64.
+    #[serde(default = "default_source_prefix_v6")]
+    pub source_prefix_v6: u8,
+    /// Sources allowed (CIDR blocks); empty = everyone. See `acl.rs`.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// Sources refused (CIDR blocks); wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
     /// Socket options applied before bind/listen.
     #[serde(default)]
     pub socket: SocketOptions,
@@ -153,6 +169,12 @@ pub struct UdpEchoConfig {
     /// `sockperf`: clear sockperf's client flag in replies so its client accepts them.
     #[serde(default)]
     pub compat: Compat,
+    /// Sources allowed (CIDR blocks); empty = everyone. See `acl.rs`.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// Sources refused (CIDR blocks); wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
     #[serde(default)]
     pub socket: SocketOptions,
 }
@@ -228,6 +250,12 @@ pub struct MulticastConfig {
     pub reply: Reply,
     #[serde(default)]
     pub compat: Compat,
+    /// Sources allowed (CIDR blocks); empty = everyone. See `acl.rs`.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// Sources refused (CIDR blocks); wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
     #[serde(default)]
     pub socket: SocketOptions,
 }
@@ -358,6 +386,12 @@ pub(crate) fn default_max_frame_bytes() -> u64 {
 }
 fn default_max_connections() -> u32 {
     1024
+}
+fn default_max_connections_per_source() -> u32 {
+    64
+}
+fn default_source_prefix_v6() -> u8 {
+    64
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)

@@ -15,6 +15,9 @@
 //! skips, counting them as `other_group`, the datagrams sent to other groups
 //! joined on the same port.
 //!
+//! Datagrams from a source outside the access lists (`allow`/`deny`,
+//! `acl.rs`) are dropped before they are counted as received (`denied`).
+//!
 //! The joined socket lives in one `Arc` with a `Drop` that leaves the group:
 //! a reload that hands the socket to a changed service keeps the membership,
 //! and the group is left (IP_DROP_MEMBERSHIP / IPV6_LEAVE_GROUP) exactly
@@ -34,6 +37,7 @@ use tracing::{debug, info, warn};
 use super::ServiceCtx;
 use super::mcast_join::{Membership, unspecified};
 use super::udp_guard::{Guard, Verdict};
+use crate::acl;
 use crate::config::{Compat, DEFAULT_BLOCKED_SOURCE_PORTS, MulticastConfig, Reply};
 use crate::logging::RateLimited;
 use crate::net::{self, Applied, Role};
@@ -295,6 +299,7 @@ impl Bound {
         );
         let recv_errors = m.error_counter("recv");
         let other_group = m.drop_counter("other_group");
+        let denied = m.drop_counter("denied");
         let send_errors = m.error_counter("send");
         let mut guard = Guard::new(&DEFAULT_BLOCKED_SOURCE_PORTS, cfg.port, None, m);
         let mut senders: LruCache<SocketAddr, (u64, u64)> =
@@ -312,6 +317,10 @@ impl Bound {
             let (n, src) = match received {
                 Ok(d) if d.other_group => {
                     other_group.inc();
+                    continue;
+                }
+                Ok(d) if !acl::permits(&cfg.allow, &cfg.deny, d.src.ip()) => {
+                    denied.inc();
                     continue;
                 }
                 Ok(d) => (d.len, d.src),

@@ -8,6 +8,7 @@
 pub mod counters;
 pub mod groups;
 pub mod limits;
+pub mod sources;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
