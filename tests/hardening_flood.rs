@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::counters::drops;
 use common::*;
 
-const CONFIG: &str = "[daemon]\nwatch_config = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 1000\n[tcp_echo.socket]\nbacklog = 1024\n";
+const CONFIG: &str = "[daemon]\nwatch_config = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 1000\nmax_connections_per_source = 0\n[tcp_echo.socket]\nbacklog = 1024\n";
 
 const CONNECTIONS: usize = 5000;
 /// Connections open at once: well under the test's and the daemon's descriptor limits.

@@ -17,7 +17,7 @@ use common::*;
 
 fn config(extra: &str) -> String {
     format!(
-        "[daemon]\nwatch_config = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\n{extra}\n[tcp_echo.socket]\nbacklog = 1024\n"
+        "[daemon]\nwatch_config = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\n{extra}\nmax_connections_per_source = 0\n[tcp_echo.socket]\nbacklog = 1024\n"
     )
 }
 
