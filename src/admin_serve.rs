@@ -9,6 +9,9 @@
 //! `idle_timeout`. Requests themselves are checked by [`crate::admin`]'s
 //! guard layer (body size, bearer token).
 //!
+//! A spare descriptor ([`Spare`]) is freed when the process runs out, so
+//! the admin endpoint can still accept while a service holds the rest.
+//!
 //! Data flow: accept -> permit? -> task { hyper conn over Idle<TcpStream> ->
 //! axum Router }; the permit is given back when the task ends. On `stop`
 //! the loop ends and each connection finishes its request in flight, then closes.
@@ -60,7 +63,9 @@ pub async fn serve(
     let http = Arc::new(http);
     let slots = Slots::default();
     let mut backoff = MIN_BACKOFF;
+    let mut spare = Spare::open();
     loop {
+        spare.refill();
         let accepted = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -73,6 +78,10 @@ pub async fn serve(
             }
             Err(e) if crate::services::tcp_echo::is_resource_exhaustion(&e) => {
                 exhausted.inc();
+                if spare.release() {
+                    // The spare descriptor is free now: accept with it at once.
+                    continue;
+                }
                 log.hit("accept_resources", |suppressed| {
                     warn!(error = %e, suppressed, "admin accept failed: out of descriptors or memory; backing off")
                 });
@@ -110,6 +119,32 @@ pub async fn serve(
             slots.remove(&slot);
             drop(permit);
         });
+    }
+}
+
+/// One descriptor held back for the admin endpoint: when the process runs
+/// out (EMFILE), it is closed so the next accept succeeds, and taken again
+/// once descriptors are free, so operators can reach `/healthz` and
+/// `/metrics` while a service has eaten the table.
+struct Spare(Option<std::fs::File>);
+
+impl Spare {
+    fn open() -> Spare {
+        let mut s = Spare(None);
+        s.refill();
+        s
+    }
+
+    /// Takes the spare again if it was released (fails quietly while the table is full).
+    fn refill(&mut self) {
+        if self.0.is_none() && cfg!(unix) {
+            self.0 = std::fs::File::open("/dev/null").ok();
+        }
+    }
+
+    /// Frees the spare descriptor; false if it was already free.
+    fn release(&mut self) -> bool {
+        self.0.take().is_some()
     }
 }
 

@@ -26,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod reload;
+pub mod rlimit;
 pub mod services;
 pub mod signals;
 pub mod template;
