@@ -11,7 +11,7 @@
 //! every TCP service and the admin endpoint stop accepting at their own
 //! `max_connections`, so none can take the descriptors the others need.
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::Config;
 
@@ -88,7 +88,7 @@ fn raise_soft_to_hard() -> Option<u64> {
             "cannot raise the soft descriptor limit to the hard one; keeping it");
         return Some(as_u64(before));
     }
-    info!(
+    tracing::info!(
         from = as_u64(before),
         to = as_u64(target),
         "raised the soft descriptor limit (RLIMIT_NOFILE) to the hard limit"

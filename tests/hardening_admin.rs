@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::counters::{admin_addr, drops};
+use common::sources::closed_within;
 use common::*;
 
 /// `ECHO_WITH_ADMIN` with `extra` keys in `[admin]`.
@@ -34,28 +35,6 @@ fn http(addr: SocketAddr, head: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {out:?}"));
     (status, out)
-}
-
-/// How long until the server closes `s` (EOF or reset), waiting at most `max`.
-fn closed_after(s: &mut TcpStream, max: Duration) -> Duration {
-    let t0 = Instant::now();
-    s.set_read_timeout(Some(max)).unwrap();
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return t0.elapsed(),
-            Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                panic!("connection still open after {max:?}")
-            }
-            Err(_) => return t0.elapsed(), // reset
-        }
-    }
 }
 
 #[test]
@@ -144,7 +123,7 @@ fn idle_and_half_sent_connections_are_closed_by_the_timeouts() {
         ("half-sent", &mut half),
         ("keep-alive", &mut kept),
     ] {
-        let t = closed_after(s, Duration::from_secs(5));
+        let t = closed_within(s, Duration::from_secs(5));
         assert!(
             t < Duration::from_secs(4),
             "{what} connection closed only after {t:?}"
@@ -158,7 +137,7 @@ fn idle_and_half_sent_connections_are_closed_by_the_timeouts() {
         "header_read_timeout = \"20s\"\nidle_timeout = \"1s\"",
     ));
     let mut silent = TcpStream::connect_timeout(&admin_addr(&d), WAIT).unwrap();
-    let t = closed_after(&mut silent, Duration::from_secs(5));
+    let t = closed_within(&mut silent, Duration::from_secs(5));
     assert!(
         t >= Duration::from_millis(900) && t < Duration::from_secs(4),
         "closed after {t:?}"
@@ -189,7 +168,7 @@ fn at_the_limit_a_newcomer_replaces_an_idle_connection() {
     let evicted = drops(&d, "[admin]", "evicted_idle");
     assert!((7..=8).contains(&evicted), "evicted {evicted}");
     // The oldest were the ones closed.
-    let t = closed_after(&mut idle[0], Duration::from_secs(2));
+    let t = closed_within(&mut idle[0], Duration::from_secs(2));
     assert!(t < Duration::from_secs(2));
     idle.clear();
 }

@@ -32,6 +32,7 @@ const SWEEP_AT: usize = 4096;
 /// The rate window of `max_connections_per_second_per_source`.
 const SECOND: Duration = Duration::from_secs(1);
 
+/// Open connections and the current second's new ones, per source; cloning shares the table.
 #[derive(Clone, Default)]
 pub struct Sources(Arc<Mutex<HashMap<SourceKey, Entry>>>);
 

@@ -107,13 +107,7 @@ impl Bound {
         let mut warn_limit = RateLimited::new(Duration::from_secs(5));
         // One copy of what every connection reads, shared: a connection holds only an Arc to it.
         let flood = Flood::new();
-        let gate = Gate {
-            sources: self.sources.clone(),
-            denied: ctx.metrics.drop_counter("denied"),
-            per_source: ctx.metrics.drop_counter(Refusal::Open.reason()),
-            per_rate: ctx.metrics.drop_counter(Refusal::Rate.reason()),
-            flood: flood.clone(),
-        };
+        let gate = Gate::new(&ctx, self.sources.clone(), flood.clone());
         let shared = Arc::new(tcp_conn::Conn {
             format,
             cfg: cfg.clone(),
@@ -197,6 +191,17 @@ struct Gate {
 }
 
 impl Gate {
+    fn new(ctx: &ServiceCtx, sources: Sources, flood: Flood) -> Gate {
+        let m = &ctx.metrics;
+        Gate {
+            sources,
+            denied: m.drop_counter("denied"),
+            per_source: m.drop_counter(Refusal::Open.reason()),
+            per_rate: m.drop_counter(Refusal::Rate.reason()),
+            flood,
+        }
+    }
+
     /// `Some` with the connection's place in its source's count (`None`
     /// inside when no per-source limit is set), or `None` when refused.
     fn admit(&self, cfg: &TcpEchoConfig, peer: SocketAddr) -> Option<Option<SourceSlot>> {
