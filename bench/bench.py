@@ -61,7 +61,7 @@ class Server:
         self.port = free_port(socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
         if name == "netservd":
             cfg = os.path.join(tmp, f"{proto}.toml")
-            netservd_config(cfg, proto, self.port, "max_connections = 4096\n" if proto == "tcp" else "")
+            netservd_config(cfg, proto, self.port, "max_connections = 4096\nmax_connections_per_source = 0\n" if proto == "tcp" else "")
             cmd = [NETSERVD, "run", "--config", cfg]
         elif name == "c-epoll":
             cmd = [os.path.join(CBIN, "c_echo_tcp"), str(self.port)]
@@ -269,7 +269,7 @@ def scale(opts, tmp):
     n = min(opts.idle_conns, want - 200)  # client and daemon are separate processes, each under the limit
     port = free_port()
     cfg = os.path.join(tmp, "idle.toml")
-    netservd_config(cfg, "tcp", port, f"max_connections = {n + 100}\nidle_timeout = \"600s\"\n")
+    netservd_config(cfg, "tcp", port, f"max_connections = {n + 100}\nmax_connections_per_source = 0\nidle_timeout = \"600s\"\n")
     # Default log level (info), as users run it: the per-connection span is part of the cost.
     d = subprocess.Popen(["taskset", "-c", str(opts.server_cpu), NETSERVD, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conns = []

@@ -11,9 +11,11 @@
 //!   `netservd reload` when the config sets no `pid_file`.
 //!
 //! Data flow: the supervisor rewrites [`State`] on start and reload and the
-//! services bump [`Metrics`]; handlers only read both. The server task stops
-//! when [`Admin`] is dropped (the end of `daemon::run`), finishing requests in
-//! flight.
+//! services bump [`Metrics`]; handlers only read both. Connections come
+//! through `admin_serve` (connection limit, header and idle timeouts); each
+//! request passes [`check_request`] (body size, bearer token from
+//! `token_file`) before its handler. The server task stops when [`Admin`] is
+//! dropped (the end of `daemon::run`), finishing requests in flight.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,15 +23,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::State as Extract;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State as Extract};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, info_span};
 
 use crate::config::AdminConfig;
 use crate::daemon::{ServiceInfo, State};
+use crate::flood::Flood;
 use crate::metrics::Metrics;
 
 /// Prometheus' classic text format; what scrapers get unless they ask for OpenMetrics.
@@ -69,8 +74,16 @@ impl Drop for Admin {
     }
 }
 
+/// The metrics label of the admin endpoint's own counters (`service="[admin]"`):
+/// brackets cannot appear in a service name, so it never collides with one.
+pub const METRICS_NAME: &str = "[admin]";
+
 /// Binds `cfg.listen` and serves until the returned [`Admin`] is dropped.
 pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Result<Admin> {
+    let token = match &cfg.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| {
@@ -80,10 +93,18 @@ pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Re
             )
         })?;
     let local = listener.local_addr()?;
+    let m = metrics.service(METRICS_NAME);
     let shared = Arc::new(Shared {
         state,
         metrics,
         draining: AtomicBool::new(false),
+    });
+    let guard = Arc::new(Guard {
+        token,
+        max_body: cfg.max_body_bytes,
+        unauthorized: m.drop_counter("unauthorized"),
+        too_large: m.drop_counter("body_too_large"),
+        flood: Flood::new(),
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -91,18 +112,21 @@ pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Re
         .route("/services", get(services))
         .route("/debug/allocator", get(allocator))
         .route("/reload", post(reload))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .layer(axum::middleware::from_fn_with_state(guard, check_request));
     let stop = CancellationToken::new();
-    let until = stop.clone().cancelled_owned();
+    let cfg = cfg.clone();
+    let until = stop.clone();
     tokio::spawn(
         async move {
-            info!("admin endpoint listening");
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(until)
-                .await
-            {
-                warn!(error = %e, "admin endpoint stopped with an error");
-            }
+            info!(
+                max_connections = cfg.max_connections,
+                header_read_timeout = ?cfg.header_read_timeout,
+                idle_timeout = ?cfg.idle_timeout,
+                token = cfg.token_file.is_some(),
+                "admin endpoint listening"
+            );
+            crate::admin_serve::serve(listener, app, &cfg, m, until).await;
         }
         .instrument(info_span!("admin", local_addr = %local)),
     );
@@ -138,6 +162,103 @@ async fn reload() -> Response {
         )
             .into_response()
     }
+}
+
+/// The token in `path`, surrounding whitespace (a trailing newline) removed.
+fn read_token(path: &std::path::Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "[admin] token_file {}: cannot read it; create it (e.g. `openssl rand -hex 32 > FILE`) or remove token_file",
+            path.display()
+        )
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!(
+            "[admin] token_file {}: the file is empty; write a token into it (e.g. `openssl rand -hex 32 > FILE`)",
+            path.display()
+        );
+    }
+    Ok(token.as_bytes().to_vec())
+}
+
+/// What every request is checked against before it reaches a handler.
+struct Guard {
+    /// The bearer token, when `token_file` is set.
+    token: Option<Vec<u8>>,
+    max_body: u64,
+    unauthorized: Counter,
+    too_large: Counter,
+    flood: Flood,
+}
+
+/// Body size and bearer token; `GET /healthz` needs no token (load balancers probe it).
+async fn check_request(Extract(g): Extract<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let refused = match declared {
+        Some(n) if n > g.max_body => Some((StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")),
+        None if h.contains_key(header::TRANSFER_ENCODING) => {
+            Some((StatusCode::LENGTH_REQUIRED, "body_too_large"))
+        }
+        _ => None,
+    };
+    if let Some((status, reason)) = refused {
+        g.too_large.inc();
+        g.flood.hit(reason, |suppressed| {
+            info!(declared_bytes = ?declared, max_body_bytes = g.max_body, suppressed, "admin request body refused")
+        });
+        return (
+            status,
+            format!(
+                "request body over [admin] max_body_bytes = {}\n",
+                g.max_body
+            ),
+        )
+            .into_response();
+    }
+    let open = req.method() == Method::GET && req.uri().path() == "/healthz";
+    if let Some(token) = &g.token
+        && !open
+        && !bearer_matches(h, token)
+    {
+        g.unauthorized.inc();
+        g.flood.hit("unauthorized", |suppressed| {
+            info!(path = %req.uri().path(), suppressed, "admin request without a valid bearer token")
+        });
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "unauthorized: send Authorization: Bearer <token from [admin] token_file>\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// `Authorization: Bearer <token>`, compared in time independent of where it differs.
+fn bearer_matches(h: &HeaderMap, token: &[u8]) -> bool {
+    let Some(given) = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    constant_time_eq(given, token)
+}
+
+/// Equal bytes? Looks at every byte of the longer input whatever the first
+/// difference, so the time taken says nothing about how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
 }
 
 /// The services whose task ended with an error, as `name: error` lines.
@@ -206,5 +327,20 @@ async fn allocator() -> Response {
             "no allocator statistics in this build (jemalloc is used on Linux only)\n",
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        // Lengths differing by a multiple of 256 must not look equal.
+        assert!(!constant_time_eq(&[0; 256], b""));
     }
 }

@@ -80,6 +80,9 @@ struct Service {
     bound: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bind_error: Option<String>,
+    /// With `--bind`: what the socket's sharing settings allow other processes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,6 +200,9 @@ fn print_text(r: &Report, quiet: bool) {
                 let eff = x.effective.as_deref().unwrap_or("");
                 let _ = writeln!(o, "  {:<22} {:<24} {eff}", x.key, x.requested);
             }
+            for n in &s.notes {
+                let _ = writeln!(o, "  note: {n}");
+            }
         } else if let Some(e) = &s.bind_error {
             let _ = writeln!(o, "  bind failed: {e}");
         } else {
@@ -224,6 +230,7 @@ fn service(spec: &Spec, bind: bool) -> Service {
         socket: Vec::new(),
         bound: None,
         bind_error: None,
+        notes: Vec::new(),
     };
     if !bind {
         s.socket = socket_of(spec)
@@ -249,6 +256,7 @@ fn service(spec: &Spec, bind: bool) -> Service {
                     effective: Some(a.effective),
                 })
                 .collect();
+            s.notes.extend(sharing_note(spec).map(str::to_string));
         }
         Err(e) => s.bind_error = Some(format!("{e:#}")),
     }
@@ -311,6 +319,17 @@ fn describe(spec: &Spec) -> String {
             c.port,
             c.interface.as_deref().unwrap_or("(kernel picks)")
         ),
+    }
+}
+
+/// What a udp_echo with `reuse_address = true` gives away (Unix: the default is off).
+fn sharing_note(spec: &Spec) -> Option<&'static str> {
+    match spec {
+        Spec::UdpEcho(c) if cfg!(unix) && c.socket.reuse_address == Some(true) => Some(
+            "reuse_address = true: another process that also sets SO_REUSEADDR may bind this address \
+             and receive its datagrams (the daemon's counters then miss them); remove the key to keep the port exclusive",
+        ),
+        _ => None,
     }
 }
 

@@ -262,6 +262,8 @@ impl Supervisor {
 
 /// `netservd run`: serve until a shutdown signal. Exit code per DESIGN §1.
 pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<()> {
+    // Before any socket: the budget warning must see the limit the services will run under.
+    crate::rlimit::prepare(&cfg);
     let metrics = Arc::new(Metrics::new());
     let mut sup = Supervisor::start(&cfg, metrics.clone())?;
     let (tx, mut rx) = mpsc::unbounded_channel();

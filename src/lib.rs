@@ -14,13 +14,16 @@
 //! - [`frame`], [`template`], [`logging`]: framing, announcement templates, log setup.
 //! - [`cli`]: the command line that `main.rs` hands over to.
 
+pub mod acl;
 pub mod admin;
 pub mod alloc_stats;
+mod admin_serve;
 pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod flood;
 pub mod frame;
 pub mod hostcheck;
 pub mod logging;
@@ -28,6 +31,7 @@ pub mod metrics;
 pub mod net;
 pub mod pidfile;
 pub mod reload;
+pub mod rlimit;
 pub mod services;
 pub mod signals;
 pub mod template;

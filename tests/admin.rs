@@ -187,9 +187,7 @@ fn healthz_names_failed_services() {
         .enable_all()
         .build()
         .unwrap();
-    let cfg = netservd::config::AdminConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-    };
+    let cfg = netservd::config::AdminConfig::on("127.0.0.1:0".parse().unwrap());
     let admin = rt
         .block_on(netservd::admin::start(
             &cfg,

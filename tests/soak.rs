@@ -251,7 +251,7 @@ fn soak_tcp_and_udp_under_mixed_abuse() {
         .unwrap_or(20);
     let cfg = format!(
         "[daemon]\nwatch_config = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
-         [[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = {MAX_FRAME}\n\
+         [[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = {MAX_FRAME}\nmax_connections_per_source = 0\n\
          idle_timeout = \"10s\"\nframe_timeout = \"5s\"\n[tcp_echo.socket]\nbacklog = 1024\n\n\
          [[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\n"
     );

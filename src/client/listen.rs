@@ -66,6 +66,8 @@ async fn listen(a: &Args) -> Result<i32> {
             source: a.source,
             reply: Default::default(),
             compat: Default::default(),
+            allow: Vec::new(),
+            deny: Vec::new(),
             socket: SocketOptions::default(),
         };
         Heard::Group(multicast::bind(&cfg)?)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::de;
+use crate::acl::Cidr;
 use crate::frame::ByteOrder;
 
 /// The whole file, after parsing. Services keep their file order.
@@ -57,6 +58,53 @@ pub struct AdminConfig {
     /// Address of the admin HTTP listener (`/healthz`, `/metrics`, `/services`).
     #[serde(deserialize_with = "de::socket_addr")]
     pub listen: SocketAddr,
+    /// A client must send a request's whole header within this, counted from
+    /// when the connection starts waiting for a request (also between
+    /// keep-alive requests). Default 5s.
+    #[serde(default = "default_admin_header_read_timeout", with = "de::duration")]
+    pub header_read_timeout: Duration,
+    /// Close a connection on which no byte moves either way for this long
+    /// (a client that stops reading its response). Default 30s.
+    #[serde(default = "default_admin_idle_timeout", with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// Admin connections open at once; one more is closed right after accept
+    /// (`drops{service="admin",reason="connection_limit"}`). Default 64.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: u32,
+    /// Largest request body accepted (413 above; a body without a length: 411). Default 4096.
+    #[serde(default = "default_admin_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// File holding a bearer token: every request but `GET /healthz` must send
+    /// `Authorization: Bearer <token>` (401 otherwise). Default: no token.
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl AdminConfig {
+    /// An admin endpoint on `listen` with every other key at its default.
+    pub fn on(listen: SocketAddr) -> AdminConfig {
+        AdminConfig {
+            listen,
+            header_read_timeout: default_admin_header_read_timeout(),
+            idle_timeout: default_admin_idle_timeout(),
+            max_connections: default_admin_max_connections(),
+            max_body_bytes: default_admin_max_body_bytes(),
+            token_file: None,
+        }
+    }
+}
+
+fn default_admin_header_read_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_admin_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_admin_max_connections() -> u32 {
+    64
+}
+fn default_admin_max_body_bytes() -> u64 {
+    4096
 }
 
 /// `[[tcp_echo]]`: length-prefixed frames echoed back unchanged.
@@ -87,6 +135,21 @@ pub struct TcpEchoConfig {
     /// A started frame must complete within this. Default 10s.
     #[serde(default = "default_frame_timeout", with = "de::duration")]
     pub frame_timeout: Duration,
+    /// Open connections per source (IPv4 address or IPv6 prefix); `0` = unlimited. Default 64.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: u32,
+    /// New connections per second per source. Default: no limit.
+    #[serde(default)]
+    pub max_connections_per_second_per_source: Option<u32>,
+    /// IPv6 sources are counted by this many leading bits. Default 64.
+    #[serde(default = "default_source_prefix_v6")]
+    pub source_prefix_v6: u8,
+    /// Sources allowed (CIDR blocks); empty = everyone. See `acl.rs`.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// Sources refused (CIDR blocks); wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
     /// Socket options applied before bind/listen.
     #[serde(default)]
     pub socket: SocketOptions,
@@ -112,6 +175,12 @@ pub struct UdpEchoConfig {
     /// `sockperf`: clear sockperf's client flag in replies so its client accepts them.
     #[serde(default)]
     pub compat: Compat,
+    /// Sources allowed (CIDR blocks); empty = everyone. See `acl.rs`.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// Sources refused (CIDR blocks); wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
     #[serde(default)]
     pub socket: SocketOptions,
 }
@@ -187,6 +256,12 @@ pub struct MulticastConfig {
     pub reply: Reply,
     #[serde(default)]
     pub compat: Compat,
+    /// Sources allowed (CIDR blocks); empty = everyone. See `acl.rs`.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// Sources refused (CIDR blocks); wins over `allow`.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
     #[serde(default)]
     pub socket: SocketOptions,
 }
@@ -317,6 +392,12 @@ pub(crate) fn default_max_frame_bytes() -> u64 {
 }
 fn default_max_connections() -> u32 {
     1024
+}
+fn default_max_connections_per_source() -> u32 {
+    64
+}
+fn default_source_prefix_v6() -> u8 {
+    64
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)

@@ -44,6 +44,16 @@ impl Role {
     fn exclusive(self) -> bool {
         matches!(self, Role::TcpListener | Role::Udp)
     }
+
+    /// SO_REUSEADDR when the config does not say. Off for udp_echo on Unix:
+    /// there it would let a second process (another daemon, `socat
+    /// reuseaddr`, `netservd listen`) bind the same address and receive the
+    /// traffic. TCP keeps it (restart past TIME_WAIT; it never shares a
+    /// listening port), multicast and broadcast share ports by design, and
+    /// Windows' exclusive sockets use it to ask for SO_EXCLUSIVEADDRUSE.
+    pub fn default_reuse_address(self) -> bool {
+        !(cfg!(unix) && self == Role::Udp)
+    }
 }
 
 /// Creates, configures and binds a TCP listener, non-blocking, ready for tokio.
@@ -118,8 +128,12 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
     if v6 && let Some(v) = o.only_v6 {
         set("only_v6", sock.set_only_v6(v))?;
     }
-    reuse_address(sock, o.reuse_address.unwrap_or(true), role.exclusive())
-        .with_context(|| format!("set socket.reuse_address on {addr}"))?;
+    reuse_address(
+        sock,
+        o.reuse_address.unwrap_or(role.default_reuse_address()),
+        role.exclusive(),
+    )
+    .with_context(|| format!("set socket.reuse_address on {addr}"))?;
     #[cfg(unix)]
     if let Some(v) = o.reuse_port {
         set("reuse_port", sock.set_reuse_port(v))?;

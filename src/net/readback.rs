@@ -41,13 +41,17 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
     #[cfg(not(windows))]
     add(
         "reuse_address",
-        o.reuse_address.unwrap_or(true).to_string(),
+        o.reuse_address
+            .unwrap_or(role.default_reuse_address())
+            .to_string(),
         sock.reuse_address().map(|v| v.to_string()),
     );
     #[cfg(windows)]
     add(
         "reuse_address",
-        o.reuse_address.unwrap_or(true).to_string(),
+        o.reuse_address
+            .unwrap_or(role.default_reuse_address())
+            .to_string(),
         if role.exclusive() {
             raw::get(
                 &sock,

@@ -13,6 +13,7 @@ pub mod broadcast;
 mod kernel_drops;
 pub mod mcast_join;
 pub mod multicast;
+pub mod per_source;
 pub mod tcp_conn;
 pub mod tcp_echo;
 pub mod udp_echo;

@@ -2,16 +2,21 @@
 //! `source`), counts what arrives per sender, and with `reply = "echo"` sends
 //! each datagram back to its sender by unicast.
 //!
-//! Binding: the wildcard address and `port`, SO_REUSEADDR on by default (and
-//! SO_REUSEPORT when asked) so other listeners and programs can share the
-//! port. Groups stay isolated on a shared port: on Linux IP_MULTICAST_ALL /
-//! IPV6_MULTICAST_ALL is off unless `socket.multicast_all = true` (otherwise a
-//! socket gets every group any socket on the host joined on that port); other
-//! Unix systems bind the group address itself, the classic BSD filter; Windows
-//! refuses a bind to a group address, so it binds the wildcard, asks for each
+//! Binding: `group:port`, SO_REUSEADDR on by default (and SO_REUSEPORT when
+//! asked) so other listeners and programs can share the port. On Unix the
+//! socket binds the group address itself (the classic BSD filter, Linux
+//! included): unicast datagrams to the port never reach it, so a listener
+//! with `reply = "echo"` answers its group only, never a unicast sender on
+//! some interface. On Linux IP_MULTICAST_ALL / IPV6_MULTICAST_ALL is off
+//! unless `socket.multicast_all = true` (otherwise a socket gets every group
+//! any socket on the host joined on that port). Windows refuses a bind to a
+//! group address, so it binds the wildcard, asks for each
 //! datagram's destination (IP_PKTINFO / IPV6_PKTINFO, `net::pktinfo`) and
 //! skips, counting them as `other_group`, the datagrams sent to other groups
 //! joined on the same port.
+//!
+//! Datagrams from a source outside the access lists (`allow`/`deny`,
+//! `acl.rs`) are dropped before they are counted as received (`denied`).
 //!
 //! The joined socket lives in one `Arc` with a `Drop` that leaves the group:
 //! a reload that hands the socket to a changed service keeps the membership,
@@ -32,6 +37,7 @@ use tracing::{debug, info, warn};
 use super::ServiceCtx;
 use super::mcast_join::{Membership, unspecified};
 use super::udp_guard::{Guard, Verdict};
+use crate::acl;
 use crate::config::{Compat, DEFAULT_BLOCKED_SOURCE_PORTS, MulticastConfig, Reply};
 use crate::logging::RateLimited;
 use crate::net::{self, Applied, Role};
@@ -81,15 +87,7 @@ pub struct Bound {
 
 pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
     let membership = Membership::new(cfg.group, cfg.interface.as_deref(), cfg.source)?;
-    let bind_ip = if cfg!(all(
-        unix,
-        not(any(target_os = "linux", target_os = "android"))
-    )) {
-        cfg.group
-    } else {
-        unspecified(cfg.group)
-    };
-    let addr = SocketAddr::new(bind_ip, cfg.port);
+    let addr = bind_addr(cfg, &membership);
     let sock = net::udp_unbound(addr, &cfg.socket, Role::UdpMulticast)?;
     if cfg.group.is_ipv6() && cfg.socket.only_v6.is_none() {
         // An IPv6 wildcard socket would otherwise also take IPv4 traffic to this port.
@@ -130,6 +128,39 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
     })
 }
 
+/// Where the listener binds. Unix: the group address itself, so the kernel
+/// delivers only datagrams sent to the group; a unicast datagram to the port
+/// (to 127.0.0.1, or to any address of the host) finds no socket and is never
+/// seen, let alone echoed. An IPv6 group of interface or link scope (ff01::,
+/// ff02::, ff12::...) is bound with the joined interface as its scope id,
+/// which Linux requires; without an interface it falls back to the wildcard
+/// (warned at start). Windows refuses a bind to a group address: wildcard,
+/// and `recv` filters by destination (IP_PKTINFO). `socket.multicast_all =
+/// true` (Linux) asks for every group on the port, so it gets the wildcard too.
+fn bind_addr(cfg: &MulticastConfig, m: &Membership) -> SocketAddr {
+    let wildcard = SocketAddr::new(unspecified(cfg.group), cfg.port);
+    if cfg!(windows) || cfg.socket.multicast_all == Some(true) {
+        return wildcard;
+    }
+    match (cfg.group, m.iface) {
+        (IpAddr::V6(g), super::mcast_join::Iface::V6(index)) if needs_scope(g) => {
+            if index == 0 {
+                warn!(group = %g, port = cfg.port,
+                    "no interface given for a link-scope IPv6 group: bound to the wildcard, so unicast to this port is received too; set `interface`");
+                wildcard
+            } else {
+                SocketAddr::V6(std::net::SocketAddrV6::new(g, cfg.port, 0, index))
+            }
+        }
+        (g, _) => SocketAddr::new(g, cfg.port),
+    }
+}
+
+/// IPv6 multicast scopes 1 (interface) and 2 (link) name an interface.
+fn needs_scope(g: std::net::Ipv6Addr) -> bool {
+    matches!(g.octets()[1] & 0x0f, 1 | 2)
+}
+
 /// Start-up warnings for the mistakes that make a listener silently hear nothing (or too much).
 fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
     if m.kernel_picks() {
@@ -145,7 +176,7 @@ fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
     if cfg.socket.multicast_all == Some(true) {
         warn!(
             port = cfg.port,
-            "socket.multicast_all = true: this socket also receives every other group joined on this host on this port"
+            "socket.multicast_all = true: this socket binds the wildcard and also receives every other group joined on this host on this port, and unicast to it"
         );
     }
     let loopback = cfg
@@ -274,6 +305,7 @@ impl Bound {
         );
         let recv_errors = m.error_counter("recv");
         let other_group = m.drop_counter("other_group");
+        let denied = m.drop_counter("denied");
         let send_errors = m.error_counter("send");
         let mut guard = Guard::new(&DEFAULT_BLOCKED_SOURCE_PORTS, cfg.port, None, m);
         let mut senders: LruCache<SocketAddr, (u64, u64)> =
@@ -291,6 +323,10 @@ impl Bound {
             let (n, src) = match received {
                 Ok(d) if d.other_group => {
                     other_group.inc();
+                    continue;
+                }
+                Ok(d) if !acl::permits(&cfg.allow, &cfg.deny, d.src.ip()) => {
+                    denied.inc();
                     continue;
                 }
                 Ok(d) => (d.len, d.src),

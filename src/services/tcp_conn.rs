@@ -35,6 +35,7 @@ use tracing::{Span, debug, info};
 
 use super::ServiceCtx;
 use crate::config::TcpEchoConfig;
+use crate::flood::Flood;
 use crate::frame::{FrameError, FrameFormat};
 use crate::net;
 
@@ -59,6 +60,8 @@ pub(crate) struct Conn {
     /// debug level) enters it only to log its end, so its task carries no
     /// span while it idles.
     pub span: Span,
+    /// Rate limiter of the end-of-connection lines a peer can provoke, shared by the service.
+    pub flood: Flood,
 }
 
 /// Why a connection ended.
@@ -102,25 +105,37 @@ impl Conn {
                 debug!("reset at drain deadline");
                 net::reset_on_close(&stream);
             }
+            // Lines a peer can provoke once per connection go through the service's
+            // flood limiter (crate::flood); the counters still see every one.
             Ok(End::EofMidFrame { pending }) => {
-                info!(peer = %Peer::of(&stream), pending_bytes = pending, "peer closed in the middle of a frame; partial frame not echoed");
                 m.drop_counter("eof_mid_frame").inc();
+                self.flood.hit("eof_mid_frame", |suppressed| {
+                    info!(peer = %Peer::of(&stream), pending_bytes = pending, suppressed, "peer closed in the middle of a frame; partial frame not echoed")
+                });
             }
             Ok(End::TooLarge(FrameError::TooLarge { declared, max })) => {
-                info!(peer = %Peer::of(&stream), declared, max_frame_bytes = max, length_field_bytes = fmt.width, "frame too large; closing connection");
                 m.drop_counter("frame_too_large").inc();
+                self.flood.hit("frame_too_large", |suppressed| {
+                    info!(peer = %Peer::of(&stream), declared, max_frame_bytes = max, length_field_bytes = fmt.width, suppressed, "frame too large; closing connection")
+                });
             }
             Ok(End::IdleTimeout) => {
-                info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, "idle timeout; closing connection");
                 m.drop_counter("idle_timeout").inc();
+                self.flood.hit("idle_timeout", |suppressed| {
+                    info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, suppressed, "idle timeout; closing connection")
+                });
             }
             Ok(End::FrameTimeout { pending }) => {
-                info!(peer = %Peer::of(&stream), pending_bytes = pending, frame_timeout = ?cfg.frame_timeout, "frame not completed in time; closing connection");
                 m.drop_counter("frame_timeout").inc();
+                self.flood.hit("frame_timeout", |suppressed| {
+                    info!(peer = %Peer::of(&stream), pending_bytes = pending, frame_timeout = ?cfg.frame_timeout, suppressed, "frame not completed in time; closing connection")
+                });
             }
             Ok(End::WriteStalled) => {
-                info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, "peer stopped reading; closing connection");
                 m.drop_counter("write_stalled").inc();
+                self.flood.hit("write_stalled", |suppressed| {
+                    info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, suppressed, "peer stopped reading; closing connection")
+                });
             }
             Err(e) => {
                 debug!(peer = %Peer::of(&stream), error = %e, "connection error");

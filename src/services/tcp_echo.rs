@@ -4,6 +4,11 @@
 //! task on the service's tracker, so a connection's failure stays its own and
 //! the supervisor can wait for every connection to drain.
 //!
+//! Right after accept, a connection from a source outside the access lists
+//! (`allow`/`deny`, `acl.rs`) or over its per-source limits
+//! (`per_source.rs`) is reset at once and counted (`denied`,
+//! `per_source_limit`, `per_source_rate`); the others are unaffected.
+//!
 //! Accept errors never end the service: running out of descriptors or memory
 //! (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off with a growing sleep and a
 //! rate-limited warning instead of spinning; per-connection errors retry at once.
@@ -14,12 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{Instrument, Span, debug, debug_span, warn};
+use tracing::{Instrument, Span, debug, debug_span, info, warn};
 
+use super::per_source::{Refusal, SourceSlot, Sources};
 use super::{ServiceCtx, tcp_conn};
+use crate::acl;
 use crate::config::TcpEchoConfig;
+use crate::flood::Flood;
 use crate::frame::FrameFormat;
 use crate::logging::RateLimited;
 use crate::net::{self, Role};
@@ -33,6 +42,8 @@ pub struct Bound {
     /// `max_connections`, shared with the service this one is handed over to
     /// when the limit stays the same, so old and new connections count together.
     permits: Arc<Semaphore>,
+    /// Open connections per source, shared like `permits` across a reload's handover.
+    sources: Sources,
 }
 
 pub fn bind(cfg: &TcpEchoConfig) -> Result<Bound> {
@@ -44,6 +55,7 @@ pub fn bind(cfg: &TcpEchoConfig) -> Result<Bound> {
         listener: Arc::new(listener),
         local,
         permits: Arc::new(Semaphore::new(cfg.max_connections as usize)),
+        sources: Sources::default(),
     })
 }
 
@@ -94,12 +106,15 @@ impl Bound {
         let mut backoff = MIN_BACKOFF;
         let mut warn_limit = RateLimited::new(Duration::from_secs(5));
         // One copy of what every connection reads, shared: a connection holds only an Arc to it.
+        let flood = Flood::new();
+        let gate = Gate::new(&ctx, self.sources.clone(), flood.clone());
         let shared = Arc::new(tcp_conn::Conn {
             format,
             cfg: cfg.clone(),
             ctx: ctx.clone(),
             permits: permits.clone(),
             span: Span::current(),
+            flood,
         });
         loop {
             let permit = tokio::select! {
@@ -136,6 +151,12 @@ impl Bound {
                     continue;
                 }
             };
+            let Some(source) = gate.admit(&cfg, peer) else {
+                // Refused by an access list or a per-source limit (counted, logged
+                // rate-limited): closed at once with a reset, its permit given back.
+                net::reset_on_close(&stream);
+                continue;
+            };
             if let Err(e) = net::apply_accepted(&stream, &cfg.socket) {
                 debug!(%peer, error = %e, "could not set connection options; closing");
                 continue;
@@ -149,16 +170,78 @@ impl Bound {
             let span = debug_span!("conn", %peer);
             let conn = shared.clone();
             if span.is_disabled() {
-                ctx.tracker.spawn(conn.serve(stream, false));
+                ctx.tracker
+                    .spawn(holding(source, conn.serve(stream, false)));
             } else {
-                ctx.tracker.spawn(conn.serve(stream, true).instrument(span));
+                ctx.tracker
+                    .spawn(holding(source, conn.serve(stream, true)).instrument(span));
             }
         }
         Ok(())
     }
 }
 
-fn is_resource_exhaustion(e: &io::Error) -> bool {
+/// Who may stay connected: the access lists, then the per-source limits.
+struct Gate {
+    sources: Sources,
+    denied: Counter,
+    per_source: Counter,
+    per_rate: Counter,
+    flood: Flood,
+}
+
+impl Gate {
+    fn new(ctx: &ServiceCtx, sources: Sources, flood: Flood) -> Gate {
+        let m = &ctx.metrics;
+        Gate {
+            sources,
+            denied: m.drop_counter("denied"),
+            per_source: m.drop_counter(Refusal::Open.reason()),
+            per_rate: m.drop_counter(Refusal::Rate.reason()),
+            flood,
+        }
+    }
+
+    /// `Some` with the connection's place in its source's count (`None`
+    /// inside when no per-source limit is set), or `None` when refused.
+    fn admit(&self, cfg: &TcpEchoConfig, peer: SocketAddr) -> Option<Option<SourceSlot>> {
+        if !acl::permits(&cfg.allow, &cfg.deny, peer.ip()) {
+            self.denied.inc();
+            self.flood.hit("denied", |suppressed| {
+                info!(%peer, suppressed, "connection refused by the access list (allow/deny)")
+            });
+            return None;
+        }
+        if !Sources::limits(cfg) {
+            return Some(None);
+        }
+        match self.sources.admit(peer.ip(), cfg) {
+            Ok(slot) => Some(Some(slot)),
+            Err(why) => {
+                let counter = match why {
+                    Refusal::Open => &self.per_source,
+                    Refusal::Rate => &self.per_rate,
+                };
+                counter.inc();
+                self.flood.hit(why.reason(), |suppressed| {
+                    info!(%peer, max_connections_per_source = cfg.max_connections_per_source,
+                        max_connections_per_second_per_source = ?cfg.max_connections_per_second_per_source,
+                        source_prefix_v6 = cfg.source_prefix_v6, reason = why.reason(), suppressed,
+                        "connection refused: per-source limit reached")
+                });
+                None
+            }
+        }
+    }
+}
+
+/// Runs `f` holding the connection's per-source place, given back when it ends.
+async fn holding(source: Option<SourceSlot>, f: impl Future<Output = ()>) {
+    let _source = source;
+    f.await
+}
+
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
     #[cfg(unix)]
     {
         matches!(

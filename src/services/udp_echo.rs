@@ -2,7 +2,8 @@
 //!
 //! Each datagram is received into `max_datagram_bytes + 1` bytes, so an
 //! oversized one is seen as oversized (and dropped, counted) instead of being
-//! silently truncated. Before replying, the guards in `udp_guard` refuse
+//! silently truncated. A source outside the access lists (`allow`/`deny`) is
+//! dropped and counted as `denied`. Before replying, the guards in `udp_guard` refuse
 //! sources that can only be loops or spoofs and apply the per-source rate
 //! limit. A reply is the request's own bytes, so it is never larger. Errors
 //! from one send or one receive (ICMP port unreachable surfacing as
@@ -23,6 +24,7 @@ use super::ServiceCtx;
 use super::udp_guard::{Guard, Verdict};
 #[cfg(target_os = "linux")]
 use super::udp_mmsg;
+use crate::acl::{self, Cidr};
 use crate::config::{Compat, UdpEchoConfig};
 use crate::logging::RateLimited;
 use crate::metrics::ServiceMetrics;
@@ -204,6 +206,10 @@ struct Echo {
     max: usize,
     compat: Compat,
     guard: Guard,
+    /// The access lists (`acl.rs`); a refused source is counted as `denied`.
+    allow: Vec<Cidr>,
+    deny: Vec<Cidr>,
+    denied: Counter,
     oversize: Counter,
     send_full: Counter,
     recv_errors: Counter,
@@ -218,6 +224,9 @@ impl Echo {
             max: cfg.max_datagram_bytes,
             compat: cfg.compat,
             guard: Guard::new(&cfg.blocked_source_ports, own_port, cfg.rate_limit, m),
+            allow: cfg.allow.clone(),
+            deny: cfg.deny.clone(),
+            denied: m.drop_counter("denied"),
             oversize: m.drop_counter("oversize"),
             send_full: m.drop_counter("send_buffer_full"),
             recv_errors: m.error_counter("recv"),
@@ -230,6 +239,10 @@ impl Echo {
     /// Should `data` from `src` be echoed? Oversized datagrams and refused
     /// sources are counted and dropped; an accepted one is made into its reply in place.
     fn accept(&mut self, src: SocketAddr, data: &mut [u8]) -> bool {
+        if !acl::permits(&self.allow, &self.deny, src.ip()) {
+            self.denied.inc();
+            return false;
+        }
         if data.len() > self.max {
             self.oversize.inc();
             return false;

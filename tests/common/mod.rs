@@ -8,6 +8,7 @@
 pub mod counters;
 pub mod groups;
 pub mod limits;
+pub mod sources;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -66,6 +67,16 @@ impl Daemon {
 
     /// Like [`start`], with extra environment variables.
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_cmd(config, env, |_| {})
+    }
+
+    /// Like [`start_with`], letting `prepare` adjust the command before it is
+    /// spawned (e.g. a `pre_exec` that sets resource limits).
+    pub fn start_cmd(
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -73,6 +84,7 @@ impl Daemon {
         cmd.args(["--log-format", "json", "run", "--config"])
             .arg(&config_path);
         cmd.env("RUST_LOG", "info").envs(env.iter().copied());
+        prepare(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -83,6 +83,7 @@ impl Issues {
 pub fn validate_all(cfg: &Config) -> (Vec<Issue>, Vec<SeeAlso>) {
     let mut out = Issues(Vec::new(), Vec::new());
     daemon(cfg, &mut out);
+    admin(cfg, &mut out);
     names(cfg, &mut out);
     overlaps(cfg, &mut out);
     let services = worst_case_services(cfg);
@@ -142,6 +143,74 @@ fn daemon(cfg: &Config, out: &mut Issues) {
             keys: vec!["shutdown_timeout"],
             message: "[daemon]: shutdown_timeout is over 1h; keep it under your supervisor's kill timeout (docker stop waits 10s)".into(),
         });
+    }
+}
+
+/// `[admin]` limits, and its address against the TCP services' (the same
+/// address would make `run` fail at bind, blaming "another process").
+fn admin(cfg: &Config, out: &mut Issues) {
+    let Some(a) = &cfg.admin else { return };
+    let mut issue = |key: &'static str, message: String| {
+        out.0.push(Issue {
+            kind: None,
+            index: 0,
+            section: "admin",
+            keys: vec![key],
+            message: format!("[admin]: {message}"),
+        })
+    };
+    for (key, d) in [
+        ("header_read_timeout", a.header_read_timeout),
+        ("idle_timeout", a.idle_timeout),
+    ] {
+        if d.is_zero() || d > Duration::from_secs(3600) {
+            issue(
+                key,
+                format!(
+                    "{key} = {} is out of range; use 1ms..=1h (a few seconds is plenty for health checks)",
+                    humantime::format_duration(d)
+                ),
+            );
+        }
+    }
+    if a.max_connections == 0 || a.max_connections > 65536 {
+        issue(
+            "max_connections",
+            format!(
+                "max_connections = {} is out of range; use 1..=65536 (default 64)",
+                a.max_connections
+            ),
+        );
+    }
+    if a.max_body_bytes > 1 << 20 {
+        issue(
+            "max_body_bytes",
+            format!(
+                "max_body_bytes = {} is over 1048576; the admin endpoint takes no bodies (default 4096)",
+                a.max_body_bytes
+            ),
+        );
+    }
+    if a.listen.port() == 0 {
+        return;
+    }
+    for s in &cfg.tcp_echo {
+        if s.listen.port() == a.listen.port()
+            && ips_overlap(
+                s.listen.ip(),
+                s.socket.only_v6.unwrap_or(false),
+                a.listen.ip(),
+                false,
+            )
+        {
+            issue(
+                "listen",
+                format!(
+                    "listen {} overlaps tcp_echo {:?} on {}; give the admin endpoint another port",
+                    a.listen, s.name, s.listen
+                ),
+            );
+        }
     }
 }
 

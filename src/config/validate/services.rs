@@ -53,6 +53,23 @@ pub(super) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
             out,
         );
     }
+    if s.source_prefix_v6 > 128 {
+        at(
+            &["source_prefix_v6"],
+            format!(
+                "source_prefix_v6 = {} is over 128; IPv6 sources are counted by this many leading bits (default 64)",
+                s.source_prefix_v6
+            ),
+            out,
+        );
+    }
+    if s.max_connections_per_second_per_source == Some(0) {
+        at(
+            &["max_connections_per_second_per_source"],
+            "max_connections_per_second_per_source = 0 would refuse every connection; remove the key for no limit".into(),
+            out,
+        );
+    }
     for (key, d) in [
         ("idle_timeout", s.idle_timeout),
         ("frame_timeout", s.frame_timeout),

@@ -1,0 +1,61 @@
+//! Clients from chosen loopback source addresses (127.0.0.2, 127.0.0.3...):
+//! the socket is bound to the source before it connects or sends, so tests
+//! of access lists and per-source limits can be two different peers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::{WAIT, frame};
+
+/// A TCP connection to `to` from `from` (an address with port 0).
+pub fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
+    let from: SocketAddr = format!("{from}:0").parse().unwrap();
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    s.bind(&from.into()).unwrap();
+    s.connect_timeout(&to.into(), WAIT).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// One 4-byte big-endian frame there and back; false if the connection failed.
+pub fn tcp_echoes(s: &mut TcpStream, payload: &[u8]) -> bool {
+    let f = frame(4, true, payload);
+    let mut back = vec![0; f.len()];
+    s.write_all(&f).is_ok() && s.read_exact(&mut back).is_ok() && back == f
+}
+
+/// How long until the server closed `s` (EOF or reset); panics past `max`.
+pub fn closed_within(s: &mut TcpStream, max: Duration) -> Duration {
+    let t0 = Instant::now();
+    s.set_read_timeout(Some(max)).unwrap();
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return t0.elapsed(),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("connection still open after {max:?}")
+            }
+            Err(_) => return t0.elapsed(),
+        }
+    }
+}
+
+/// A UDP socket bound to `from`, receiving with `timeout`.
+pub fn udp_from(from: &str, timeout: Duration) -> UdpSocket {
+    let u = UdpSocket::bind(format!("{from}:0")).unwrap();
+    u.set_read_timeout(Some(timeout)).unwrap();
+    u
+}
