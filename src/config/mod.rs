@@ -123,6 +123,13 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
         }
     }
 
+    // A truncated file (crashed editor, broken ConfigMap) must never stop every service.
+    if file_index.is_empty() && no_services(&cfg) {
+        problems.push((
+            0..0,
+            "config defines no services; add at least one [[tcp_echo]], [[udp_echo]], [[broadcast]] or [[multicast]] table (an empty or truncated file is refused, so it cannot stop what runs)".to_string(),
+        ));
+    }
     for issue in validate::validate(&cfg) {
         let at = issue.kind.map(|k| file_index[k][issue.index]);
         let mut path = match (issue.kind, at) {
@@ -149,6 +156,13 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
     } else {
         Err(fail(problems))
     }
+}
+
+fn no_services(cfg: &Config) -> bool {
+    cfg.tcp_echo.is_empty()
+        && cfg.udp_echo.is_empty()
+        && cfg.broadcast.is_empty()
+        && cfg.multicast.is_empty()
 }
 
 /// Deserializes a single table (`[daemon]`, `[admin]`).

@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::config::{Keepalive, SocketOptions};
 
+pub mod change;
 #[cfg(windows)]
 pub mod pktinfo;
 mod raw;
@@ -53,8 +54,25 @@ pub fn tcp_listener(addr: SocketAddr, o: &SocketOptions) -> Result<std::net::Tcp
     bind(&sock, addr, "tcp")?;
     sock.listen(o.backlog.unwrap_or(DEFAULT_BACKLOG))
         .with_context(|| format!("listen on tcp {addr}"))?;
+    // A listener bound beside an older one (a reload's gap-free rebind) takes
+    // every new connection from now on; without it the steering is moot.
+    #[cfg(target_os = "linux")]
+    if reuse_port(o, Role::TcpListener) == Some(true)
+        && let Err(e) = raw::steer_to_newest(&sock)
+    {
+        tracing::debug!(%addr, error = %e, "cannot steer new connections to the newest listener");
+    }
     make_nonblocking(&sock)?;
     Ok(sock.into())
+}
+
+/// SO_REUSEPORT as applied: TCP listeners get it by default on Linux, so a
+/// reload can bind a new listener beside the old one on the same address and
+/// no connect is refused (the kernel lets only a process of the same user
+/// join such a port); elsewhere, and for UDP, only when the config asks.
+pub fn reuse_port(o: &SocketOptions, role: Role) -> Option<bool> {
+    o.reuse_port
+        .or((cfg!(target_os = "linux") && role == Role::TcpListener).then_some(true))
 }
 
 /// Creates, configures and binds a UDP socket, non-blocking, ready for tokio.
@@ -121,7 +139,7 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
     reuse_address(sock, o.reuse_address.unwrap_or(true), role.exclusive())
         .with_context(|| format!("set socket.reuse_address on {addr}"))?;
     #[cfg(unix)]
-    if let Some(v) = o.reuse_port {
+    if let Some(v) = reuse_port(o, role) {
         set("reuse_port", sock.set_reuse_port(v))?;
     }
     if let Some(v) = o.recv_buffer_bytes {

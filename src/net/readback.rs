@@ -60,7 +60,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
         },
     );
     #[cfg(unix)]
-    if let Some(v) = o.reuse_port {
+    if let Some(v) = super::reuse_port(o, role) {
         add(
             "reuse_port",
             v.to_string(),

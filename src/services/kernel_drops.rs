@@ -8,13 +8,12 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use tokio_util::sync::CancellationToken;
 
 /// How often the kernel's counter is read.
 const EVERY: Duration = Duration::from_secs(1);
 
 /// Starts counting kernel drops of `sock` until `stop`, plus one last reading then.
-pub fn watch(sock: &impl AsRawFd, v6: bool, counter: Counter, stop: CancellationToken) {
+pub fn watch(sock: &impl AsRawFd, v6: bool, counter: Counter, stop: super::Stop) {
     let Some(inode) = socket_inode(sock.as_raw_fd()) else {
         return;
     };
