@@ -133,7 +133,12 @@ pub(crate) struct Running {
     pub url: String,
     pub ctx: ServiceCtx,
     pub task: Option<JoinHandle<()>>,
+    /// How this run of the service failed, once it has (see [`supervised`]).
+    pub error: ErrorSlot,
 }
+
+/// Where a service task records its failure; [`Supervisor::publish`] reads it.
+pub(crate) type ErrorSlot = Arc<std::sync::Mutex<Option<String>>>;
 
 pub struct Supervisor {
     pub(crate) services: Vec<Running>,
@@ -210,16 +215,20 @@ impl Supervisor {
             ctx.clone(),
             bound.clone(),
         );
-        if let Some(s) = state.write().unwrap().iter_mut().find(|s| s.name == name) {
-            s.error = None; // a new run starts clean
-        }
-        let task = tokio::spawn(supervised(b, run_ctx, name, state).instrument(span));
+        let error = ErrorSlot::default(); // a new run starts clean
+        let report = Report {
+            name,
+            state,
+            slot: error.clone(),
+        };
+        let task = tokio::spawn(supervised(b, run_ctx, report).instrument(span));
         Running {
             spec,
             bound: Some(bound),
             url,
             ctx,
             task: Some(task),
+            error,
         }
     }
 
@@ -232,7 +241,9 @@ impl Supervisor {
             .collect::<Vec<_>>()
             .join(" ");
         *self.directory.write().unwrap() = dir;
-        let old = self.state.read().unwrap().clone();
+        // Held throughout, so a task failing meanwhile either finds its slot
+        // read below or its entry already published (see `supervised`).
+        let mut state = self.state.write().unwrap();
         let infos = self
             .services
             .iter()
@@ -245,16 +256,13 @@ impl Supervisor {
                     local_addr: b
                         .map(Bound::local_addr)
                         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-                    error: old
-                        .iter()
-                        .find(|o| o.name == r.spec.name())
-                        .and_then(|o| o.error.clone()),
+                    error: r.error.lock().unwrap().clone(),
                     socket: b.map(Bound::report).unwrap_or_default(),
                     groups: b.map(Bound::groups).unwrap_or_default(),
                 }
             })
             .collect();
-        *self.state.write().unwrap() = infos;
+        *state = infos;
     }
 
     pub fn state(&self) -> State {
@@ -318,13 +326,20 @@ impl Supervisor {
 pub(crate) const AFTER_DEADLINE: Duration =
     Duration::from_secs(crate::services::tcp_conn::LINGER.as_secs() + 1);
 
+/// Where a service task reports how it ended.
+struct Report {
+    name: String,
+    state: State,
+    slot: ErrorSlot,
+}
+
 /// Runs one service to its end and records how it ended: an error, a panic
 /// or a loop that ended without being stopped becomes the service's error.
-async fn supervised(b: Bound, ctx: ServiceCtx, name: String, state: State) {
+async fn supervised(b: Bound, ctx: ServiceCtx, report: Report) {
     use futures_util::FutureExt;
     let stop = ctx.stop.clone();
     let run = async {
-        test_panic_hook(&name);
+        test_panic_hook(&report.name);
         b.run(ctx).await
     };
     let error = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
@@ -341,7 +356,9 @@ async fn supervised(b: Bound, ctx: ServiceCtx, name: String, state: State) {
         }
     };
     error!(error = %error, "service failed");
-    if let Some(s) = state.write().unwrap().iter_mut().find(|s| s.name == name) {
+    let mut state = report.state.write().unwrap();
+    *report.slot.lock().unwrap() = Some(error.clone());
+    if let Some(s) = state.iter_mut().find(|s| s.name == report.name) {
         s.error = Some(error);
     }
 }
