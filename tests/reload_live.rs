@@ -683,3 +683,64 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+#[test]
+fn settings_and_accepted_socket_options_apply_in_place_to_the_same_listener() {
+    let port = free_port();
+    let cfg = |max_frame: u32, max_conn: u32, ttl: u32| {
+        format!(
+            "[daemon]\nwatch_config = false\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:{port}\"\n\
+             max_frame_bytes = {max_frame}\nmax_connections = {max_conn}\n\
+             [tcp_echo.socket]\nttl = {ttl}\n"
+        )
+    };
+    let d = Daemon::start(&cfg(100, 3, 64));
+    let ready = d.wait_log(|l| l["message"] == "ready", WAIT).unwrap();
+    let admin: SocketAddr = ready["admin"].as_str().unwrap().parse().unwrap();
+    let inode = listen_inode(port).unwrap();
+    let mut first = connect(d.addr("a"));
+    let mut second = connect(d.addr("a"));
+    echo_once(&mut first, b"before");
+    echo_once(&mut second, b"before");
+
+    reload_to(&d, &cfg(1000, 1, 32), 1);
+    assert!(d.wait_log(|l| l["action"] == "handed_over", WAIT).is_some());
+    assert_eq!(listen_inode(port), Some(inode), "same listener");
+    // The open connection takes the new frame limit from its next header.
+    echo_once(&mut first, &[7u8; 500]);
+    // The listener's TTL, inherited by connections accepted from now on.
+    let (_, services) = http_get(admin, "/services");
+    let v: serde_json::Value = serde_json::from_str(&services).unwrap();
+    let ttl = v.as_array().unwrap()[0]["socket"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["key"] == "ttl")
+        .cloned()
+        .unwrap();
+    assert_eq!(ttl["effective"], "32", "{ttl}");
+    // max_connections lowered to 1 with 2 open: both go on, no third is served.
+    let mut third = connect(d.addr("a"));
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let f = frame(4, true, b"third");
+    third.write_all(&f).unwrap();
+    let mut back = vec![0; f.len()];
+    assert!(
+        third.read_exact(&mut back).is_err(),
+        "served above max_connections"
+    );
+    echo_once(&mut second, b"still served");
+    drop(first);
+    // One place is still held by `second`: the limit is 1.
+    assert!(
+        third.read_exact(&mut back).is_err(),
+        "served above max_connections"
+    );
+    drop(second);
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    third.read_exact(&mut back).unwrap();
+    assert_eq!(back, f);
+}
