@@ -4,6 +4,8 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/live.rs"]
+mod live;
 #[path = "common/netns.rs"]
 mod netns;
 
@@ -12,40 +14,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
+use live::*;
 
 fn svc(name: &str, port: u16, extra: &str) -> String {
     format!("[[tcp_echo]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{extra}\n")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
-fn listen_inode(port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f[1] == format!("0100007F:{port:04X}") && f[3] == "0A").then(|| f[9].parse().unwrap())
-    })
-}
-
-fn echo_once(s: &mut TcpStream, payload: &[u8]) {
-    let f = frame(4, true, payload);
-    s.write_all(&f).unwrap();
-    let mut back = vec![0; f.len()];
-    s.read_exact(&mut back).unwrap();
-    assert_eq!(back, f);
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s
 }
 
 /// Polls until `addr` accepts and echoes; returns how long that took.
@@ -200,13 +172,8 @@ fn a_bind_conflict_rolls_the_whole_reload_back() {
     ));
     d.signal(libc::SIGHUP);
     assert!(
-        d.wait_log(
-            |l| l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("reload failed: bind error")),
-            WAIT
-        )
-        .is_some()
+        d.wait_log(|l| message_starts(l, "reload failed: bind error"), WAIT)
+            .is_some()
     );
     assert!(
         TcpStream::connect(format!("127.0.0.1:{p2}")).is_err(),
@@ -406,16 +373,7 @@ fn a_new_service_may_take_the_port_a_moved_service_leaves() {
         svc("b", p1, "")
     ));
     d.signal(libc::SIGHUP);
-    let line = d
-        .wait_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("reload "))
-            },
-            WAIT,
-        )
-        .unwrap();
+    let line = d.wait_log(|l| message_starts(l, "reload "), WAIT).unwrap();
     assert_eq!(line["message"], "reload applied", "{}", d.dump());
     wait_serving(format!("127.0.0.1:{p1}").parse().unwrap());
     wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());

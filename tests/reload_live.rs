@@ -9,47 +9,18 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/live.rs"]
+mod live;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.set_write_timeout(Some(WAIT)).unwrap();
-    s
-}
-
-fn echo_once(s: &mut TcpStream, payload: &[u8]) {
-    let f = frame(4, true, payload);
-    s.write_all(&f).unwrap();
-    let mut back = vec![0; f.len()];
-    s.read_exact(&mut back).unwrap();
-    assert_eq!(back, f);
-}
-
-/// Inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
-fn listen_inode(port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f[1] == format!("0100007F:{port:04X}") && f[3] == "0A").then(|| f[9].parse().unwrap())
-    })
-}
+use live::*;
 
 /// True when process `pid` holds the socket with this inode (/proc/PID/fd).
 fn holds_socket(pid: i32, inode: u64) -> bool {
@@ -500,13 +471,8 @@ fn unread_echoes_survive_the_drain_deadline() {
     let got = unread_echoes_survive(&d, addr, || {
         reload_to(&d, &format!("{head}{moved}"), 1);
         assert!(
-            d.wait_log(
-                |l| l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("drain timeout")),
-                WAIT
-            )
-            .is_some()
+            d.wait_log(|l| message_starts(l, "drain timeout"), WAIT)
+                .is_some()
         );
     });
     eprintln!("drain deadline: {PRE} frames sent, {got} echoes then EOF");
@@ -527,14 +493,7 @@ fn a_failed_bind_leaves_the_running_listener_untouched() {
     ));
     d.signal(libc::SIGHUP);
     let line = d
-        .wait_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("reload failed"))
-            },
-            WAIT,
-        )
+        .wait_log(|l| message_starts(l, "reload failed"), WAIT)
         .unwrap();
     let err = line["error"].as_str().unwrap_or_default();
     assert_eq!(line["service"], "a");
@@ -573,13 +532,8 @@ fn an_empty_config_is_refused_by_check_run_and_reload() {
     d.write_config("");
     d.signal(libc::SIGHUP);
     assert!(
-        d.wait_log(
-            |l| l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("reload failed: config invalid")),
-            WAIT
-        )
-        .is_some()
+        d.wait_log(|l| message_starts(l, "reload failed: config invalid"), WAIT)
+            .is_some()
     );
     echo_once(&mut connect(d.addr("a")), b"still serving");
     d.expect_error("defines no services");
@@ -593,13 +547,8 @@ fn other_files_in_the_config_directory_neither_reload_nor_delay_a_reload() {
     // A bad edit fails once...
     d.write_config("[[tcp_echo]\n");
     assert!(
-        d.wait_log(
-            |l| l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("reload failed")),
-            WAIT
-        )
-        .is_some()
+        d.wait_log(|l| message_starts(l, "reload failed"), WAIT)
+            .is_some()
     );
     // ...and a log file written beside it every 20 ms does not make it retry.
     let log = d.dir.path().join("netservd.log");
@@ -613,11 +562,7 @@ fn other_files_in_the_config_directory_neither_reload_nor_delay_a_reload() {
         }
     };
     writes(Duration::from_millis(800));
-    let failed = d.count_logs(|l| {
-        l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("reload failed"))
-    });
+    let failed = d.count_logs(|l| message_starts(l, "reload failed"));
     assert_eq!(failed, 1, "retried a content that already failed");
 
     // A real edit reloads within 1 s although the log keeps changing.
