@@ -54,6 +54,15 @@ fn report(source: ConfigSource, bind: bool, out: &mut String) -> i32 {
                 for a in b.report() {
                     outln!(out, "  {:<22} {:<24} {}", a.key, a.requested, a.effective);
                 }
+                if cfg!(target_os = "linux")
+                    && matches!(spec, Spec::TcpEcho(c) if c.socket.reuse_port.is_none())
+                {
+                    // README "Reload and shutdown": gap-free rebinds on the same address.
+                    outln!(
+                        out,
+                        "  note: the daemon also sets reuse_port = true (Linux default, so a reload binds beside the old listener); check binds without it, so it never joins a running daemon's port"
+                    );
+                }
             }
             Err(e) => {
                 outln!(out, "  bind failed: {e:#}");

@@ -377,6 +377,7 @@ fn test_panic_hook(name: &str) {
 /// `netservd run`: serve until a shutdown signal. Exit code per DESIGN §1.
 pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
+    crate::net::share_tcp_ports();
     let mut sup = Supervisor::start(&cfg, metrics.clone())?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     signals::forward(tx.clone()).context("install signal handlers")?;

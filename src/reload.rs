@@ -289,6 +289,7 @@ impl Supervisor {
 
     /// Step 3: start, hand over, retire. Nothing here fails.
     async fn commit(&mut self, plan: Plan, deadlines: Deadlines) -> ReloadCounts {
+        let steered = self.steer_new_listeners(&plan);
         let mut counts = ReloadCounts::default();
         let mut old = std::mem::take(&mut self.services);
         let mut next = Vec::with_capacity(plan.planned.len());
@@ -349,7 +350,41 @@ impl Supervisor {
         self.services = next;
         self.deadlines = deadlines;
         self.publish();
+        #[cfg(target_os = "linux")]
+        for b in &steered {
+            if let Some(l) = b.tcp_listener() {
+                crate::net::steer_to(l, false);
+            }
+        }
+        let _ = steered;
         counts
+    }
+
+    /// New TCP listeners bound beside one of ours on the same address take
+    /// every new connection while the old ones accept their backlog and
+    /// close (undone at the end of the commit).
+    fn steer_new_listeners(&self, plan: &Plan) -> Vec<Bound> {
+        let mut steered = Vec::new();
+        for p in &plan.planned {
+            let (Step::Rebind(b) | Step::Add(b)) = &p.step else {
+                continue;
+            };
+            let beside = b.tcp_listener().is_some()
+                && self.services.iter().any(|r| {
+                    r.spec.kind() == p.spec.kind()
+                        && r.bound
+                            .as_ref()
+                            .is_some_and(|o| same_address(o.local_addr(), b.local_addr()))
+                });
+            if beside {
+                #[cfg(target_os = "linux")]
+                if let Some(l) = b.tcp_listener() {
+                    crate::net::steer_to(l, true);
+                }
+                steered.push(b.clone());
+            }
+        }
+        steered
     }
 
     fn find(&self, name: &str) -> Option<&Running> {
@@ -375,13 +410,9 @@ impl Supervisor {
             let going = !keep.iter().any(|k| k == r.spec.name());
             going
                 && r.spec.kind() == spec.kind()
-                && r.bound.as_ref().is_some_and(|b| {
-                    let have = b.local_addr();
-                    have.port() == want.port()
-                        && (have.ip() == want.ip()
-                            || have.ip().is_unspecified()
-                            || want.ip().is_unspecified())
-                })
+                && r.bound
+                    .as_ref()
+                    .is_some_and(|b| same_address(b.local_addr(), want))
         })
     }
 
@@ -447,6 +478,12 @@ async fn stop_loop(r: &mut Running, reason: StopReason) {
     {
         warn!(service = %r.spec.name(), ?reason, "service loop did not stop within 2s of the reload");
     }
+}
+
+/// Two sockets that would share an address: same port, and the same IP or
+/// one of them unspecified.
+fn same_address(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn fail(spec: &Spec, cause: anyhow::Error) -> ReloadError {

@@ -689,3 +689,21 @@ fn settings_and_accepted_socket_options_apply_in_place_to_the_same_listener() {
     third.read_exact(&mut back).unwrap();
     assert_eq!(back, f);
 }
+
+#[test]
+fn check_bind_never_joins_a_running_daemons_reuseport_group() {
+    let port = free_port();
+    let config = format!("[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:{port}\"\n");
+    let d = Daemon::start(&format!("[daemon]\nwatch_config = false\n{config}"));
+    let (code, out, _, _dir) = check(&config, &["--bind"]);
+    assert_eq!(code, 1, "check --bind joined the daemon's port:\n{out}");
+    assert!(out.contains("address already in use"), "{out}");
+    echo_once(&mut connect(d.addr("a")), b"daemon unaffected");
+    drop(d);
+    let (code, out, _, _dir) = check(&config, &["--bind"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("note: the daemon also sets reuse_port = true"),
+        "{out}"
+    );
+}

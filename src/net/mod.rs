@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -54,25 +55,46 @@ pub fn tcp_listener(addr: SocketAddr, o: &SocketOptions) -> Result<std::net::Tcp
     bind(&sock, addr, "tcp")?;
     sock.listen(o.backlog.unwrap_or(DEFAULT_BACKLOG))
         .with_context(|| format!("listen on tcp {addr}"))?;
-    // A listener bound beside an older one (a reload's gap-free rebind) takes
-    // every new connection from now on; without it the steering is moot.
-    #[cfg(target_os = "linux")]
-    if reuse_port(o, Role::TcpListener) == Some(true)
-        && let Err(e) = raw::steer_to_newest(&sock)
-    {
-        tracing::debug!(%addr, error = %e, "cannot steer new connections to the newest listener");
-    }
     make_nonblocking(&sock)?;
     Ok(sock.into())
 }
 
-/// SO_REUSEPORT as applied: TCP listeners get it by default on Linux, so a
-/// reload can bind a new listener beside the old one on the same address and
-/// no connect is refused (the kernel lets only a process of the same user
-/// join such a port); elsewhere, and for UDP, only when the config asks.
+/// Set by the daemon before it binds: its TCP listeners join SO_REUSEPORT
+/// groups by default (Linux). Tools and `check --bind` leave it off, so a
+/// socket of theirs never joins a running daemon's group and takes (then
+/// resets) its connections; with the daemon running they see "address in use".
+static SHARE_TCP_PORTS: AtomicBool = AtomicBool::new(false);
+
+/// Called once by `daemon::run`; see [`reuse_port`].
+pub fn share_tcp_ports() {
+    SHARE_TCP_PORTS.store(true, Ordering::Relaxed);
+}
+
+/// SO_REUSEPORT as applied: the daemon's TCP listeners get it by default on
+/// Linux, so a reload can bind a new listener beside the old one on the same
+/// address and no connect is refused (the kernel lets only a process of the
+/// same user join such a port); elsewhere, and for UDP, only when the config asks.
 pub fn reuse_port(o: &SocketOptions, role: Role) -> Option<bool> {
-    o.reuse_port
-        .or((cfg!(target_os = "linux") && role == Role::TcpListener).then_some(true))
+    let default = cfg!(target_os = "linux")
+        && role == Role::TcpListener
+        && SHARE_TCP_PORTS.load(Ordering::Relaxed);
+    o.reuse_port.or(default.then_some(true))
+}
+
+/// During a gap-free rebind: new connections to the address go to `newest`
+/// (the listener bound last), none to the old one that is about to close.
+/// Best effort: without it the kernel's hash may still pick the old listener
+/// until it closes, and its backlog is accepted anyway.
+#[cfg(target_os = "linux")]
+pub fn steer_to(newest: SockRef<'_>, on: bool) {
+    let r = if on {
+        raw::steer_to_newest(&newest)
+    } else {
+        raw::unsteer(&newest)
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, on, "reuseport steering not changed");
+    }
 }
 
 /// Creates, configures and binds a UDP socket, non-blocking, ready for tokio.

@@ -175,3 +175,22 @@ pub fn steer_to_newest(sock: &Socket) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// SO_DETACH_REUSEPORT_BPF (Linux 5.3): back to the kernel's hash once the
+/// old listener is gone.
+#[cfg(target_os = "linux")]
+pub fn unsteer(sock: &Socket) -> io::Result<()> {
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    ))]
+    return set(sock, libc::SOL_SOCKET, 68, 0); // SO_DETACH_REUSEPORT_BPF, asm-generic
+    #[allow(unreachable_code)]
+    {
+        let _ = sock;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}

@@ -67,7 +67,8 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
                 v.to_string()
             } else {
                 // Not asked for: the Linux TCP default that makes rebinds gap-free.
-                format!("{v} (default: a reload binds beside the old listener)")
+                // README "Reload and shutdown": a reload binds beside the old listener.
+                format!("{v} (Linux default)")
             },
             sock.reuse_port().map(|v| v.to_string()),
         );

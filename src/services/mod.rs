@@ -253,6 +253,14 @@ impl Bound {
         }
     }
 
+    /// The listening socket of a TCP service (reuseport steering during a rebind).
+    pub fn tcp_listener(&self) -> Option<socket2::SockRef<'_>> {
+        match self {
+            Bound::TcpEcho(b) => Some(b.sock()),
+            _ => None,
+        }
+    }
+
     /// Multicast groups joined, each as `group on interface [from source]`.
     pub fn groups(&self) -> Vec<String> {
         match self {
