@@ -163,7 +163,8 @@ impl Supervisor {
         let mut bound = Vec::new();
         for spec in Spec::all(cfg) {
             let b = spec
-                .bind()
+                .address_free()
+                .and_then(|()| spec.bind())
                 .with_context(|| format!("{} {:?} cannot start", spec.kind(), spec.name()))?;
             bound.push((spec, b));
         }

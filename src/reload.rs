@@ -210,7 +210,7 @@ impl Supervisor {
                         None => Step::Deferred, // unreachable: same kind
                     }
                 }
-                _ => match spec.bind() {
+                _ => match self.bind_new(&spec) {
                     Ok(b) if self.find(spec.name()).is_some() => Step::Rebind(b),
                     Ok(b) => Step::Add(b),
                     Err(e) if addr_in_use(&e) && self.holder_of(&spec, &keep).is_some() => {
@@ -389,6 +389,24 @@ impl Supervisor {
 
     fn find(&self, name: &str) -> Option<&Running> {
         self.services.iter().find(|r| r.spec.name() == name)
+    }
+
+    /// Binds a new socket for `spec`. Beside one of our own listeners on
+    /// the same address it may share the port (the gap-free rebind); anywhere
+    /// else the address must be free of every other program first.
+    fn bind_new(&self, spec: &Spec) -> anyhow::Result<Bound> {
+        let ours = spec.bind_addr().is_some_and(|want| {
+            self.services.iter().any(|r| {
+                r.spec.kind() == spec.kind()
+                    && r.bound
+                        .as_ref()
+                        .is_some_and(|b| same_address(b.local_addr(), want))
+            })
+        });
+        if !ours {
+            spec.address_free()?;
+        }
+        spec.bind()
     }
 
     /// The message for a failed bind: which key made the new socket necessary.

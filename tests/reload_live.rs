@@ -707,3 +707,41 @@ fn check_bind_never_joins_a_running_daemons_reuseport_group() {
         "{out}"
     );
 }
+
+#[test]
+fn a_second_daemon_on_the_same_port_is_refused_despite_reuseport() {
+    let port = free_port();
+    let config = format!("[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:{port}\"\n");
+    let d = Daemon::start(&format!("[daemon]\nwatch_config = false\n{config}"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &config).unwrap();
+    let mut second = std::process::Command::new(bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > WAIT {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second daemon runs on the same port");
+        }
+        std::thread::sleep(Duration::from_millis(10)); // poll interval
+    };
+    let mut err = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("address already in use"), "{err}");
+    echo_once(&mut connect(d.addr("a")), b"first daemon unaffected");
+}

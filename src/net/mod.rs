@@ -81,6 +81,30 @@ pub fn reuse_port(o: &SocketOptions, role: Role) -> Option<bool> {
     o.reuse_port.or(default.then_some(true))
 }
 
+/// Before a daemon listener joins a port with the SO_REUSEPORT default: the
+/// address must be free of everyone else, so that a second daemon (or any
+/// program of the same user with SO_REUSEPORT) is refused as it was before,
+/// rather than silently sharing the port. A probe socket without
+/// SO_REUSEPORT is bound and closed; "address in use" means someone holds it.
+/// Not called when one of our own listeners holds the address (a rebind).
+pub fn tcp_address_free(addr: SocketAddr, o: &SocketOptions) -> Result<()> {
+    if addr.port() == 0 || o.reuse_port.is_some() || reuse_port(o, Role::TcpListener).is_none() {
+        return Ok(());
+    }
+    let probe = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    // Like the listener: TIME_WAIT leftovers of an earlier run are no conflict.
+    reuse_address(&probe, o.reuse_address.unwrap_or(true), true)
+        .with_context(|| format!("set socket.reuse_address on {addr}"))?;
+    if addr.is_ipv6()
+        && let Some(v) = o.only_v6
+    {
+        probe
+            .set_only_v6(v)
+            .with_context(|| format!("set socket.only_v6 on {addr}"))?;
+    }
+    bind(&probe, addr, "tcp")
+}
+
 /// During a gap-free rebind: new connections to the address go to `newest`
 /// (the listener bound last), none to the old one that is about to close.
 /// Best effort: without it the kernel's hash may still pick the old listener

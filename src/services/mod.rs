@@ -161,6 +161,15 @@ impl Spec {
         }
     }
 
+    /// Fails when another program holds the address this spec would join
+    /// with the daemon's SO_REUSEPORT default (see [`crate::net::tcp_address_free`]).
+    pub fn address_free(&self) -> Result<()> {
+        match self {
+            Spec::TcpEcho(c) => crate::net::tcp_address_free(c.listen, &c.socket),
+            _ => Ok(()),
+        }
+    }
+
     /// Creates and binds the service's sockets.
     pub fn bind(&self) -> Result<Bound> {
         Ok(match self {
