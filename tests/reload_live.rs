@@ -745,3 +745,54 @@ fn a_second_daemon_on_the_same_port_is_refused_despite_reuseport() {
     assert!(err.contains("address already in use"), "{err}");
     echo_once(&mut connect(d.addr("a")), b"first daemon unaffected");
 }
+
+/// Inode of the UDP socket bound to `addr` (IPv4), from /proc/net/udp.
+fn udp_inode(addr: SocketAddr) -> Option<u64> {
+    let SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f[1] == want).then(|| f[9].parse().unwrap())
+    })
+}
+
+#[test]
+fn udp_settings_and_a_tcp_backlog_change_keep_their_sockets() {
+    let tport = free_port();
+    let cfg = |max_dgram: u32, rcvbuf: u32, backlog: u32| {
+        format!(
+            "[daemon]\nwatch_config = false\n\
+             [[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\nmax_datagram_bytes = {max_dgram}\n\
+             [udp_echo.socket]\nrecv_buffer_bytes = {rcvbuf}\n\
+             [[tcp_echo]]\nname = \"t\"\nlisten = \"127.0.0.1:{tport}\"\n\
+             [tcp_echo.socket]\nbacklog = {backlog}\n"
+        )
+    };
+    let d = Daemon::start(&cfg(100, 65536, 128));
+    let u = d.addr("u");
+    let (uinode, tinode) = (udp_inode(u).unwrap(), listen_inode(tport).unwrap());
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 2048];
+    reload_to(&d, &cfg(1000, 131072, 256), 1);
+    assert_eq!(
+        d.count_logs(|l| l["action"] == "handed_over"),
+        2,
+        "{}",
+        tail(&d)
+    );
+    assert_eq!(udp_inode(u), Some(uinode), "udp socket rebound");
+    assert_eq!(listen_inode(tport), Some(tinode), "tcp listener rebound");
+    // The new datagram limit is in force on the same socket.
+    client.send_to(&[1u8; 500], u).unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(n, 500);
+    echo_once(&mut connect(d.addr("t")), b"same listener");
+}
