@@ -151,7 +151,10 @@ fn one_at_a_time(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
         let mut s = connect(addr);
         let mut tally = Tally::default();
         let t = Instant::now();
-        while !stop.load(Ordering::Relaxed) && t.elapsed() < LOAD_MAX_TIME {
+        while !stop.load(Ordering::Relaxed)
+            && t.elapsed() < LOAD_MAX_TIME
+            && tally.frames_sent < LOAD_MAX_FRAMES
+        {
             let f = frame(4, true, &tally.frames_sent.to_be_bytes());
             tally.frames_sent += 1;
             let mut back = vec![0; f.len()];
@@ -179,7 +182,10 @@ fn short_clients(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Tally> {
     std::thread::spawn(move || {
         let mut tally = Tally::default();
         let t = Instant::now();
-        while !stop.load(Ordering::Relaxed) && t.elapsed() < LOAD_MAX_TIME {
+        while !stop.load(Ordering::Relaxed)
+            && t.elapsed() < LOAD_MAX_TIME
+            && tally.connects < LOAD_MAX_FRAMES
+        {
             tally.connects += 1;
             let mut s = match TcpStream::connect_timeout(&addr, WAIT) {
                 Ok(s) => s,
