@@ -67,6 +67,8 @@ struct Plan {
 pub struct ReloadError {
     kind: &'static str,
     name: String,
+    /// The changed key that needed a new socket; `None` for a new service.
+    key: Option<&'static str>,
     cause: anyhow::Error,
 }
 
@@ -157,7 +159,7 @@ impl Supervisor {
             Err(e) => {
                 seen.failed = Some(text);
                 self.metrics.reload("failed");
-                error!(trigger = why, service = %e.name, kind = e.kind, error = %e, "reload failed: bind error; nothing changed, still running the previous config");
+                error!(trigger = why, service = %e.name, kind = e.kind, key = e.key, error = %e, "reload failed: bind error; nothing changed, still running the previous config");
             }
         }
     }
@@ -216,7 +218,7 @@ impl Supervisor {
                     Err(e) if addr_in_use(&e) && self.holder_of(&spec, &keep).is_some() => {
                         Step::Deferred
                     }
-                    Err(e) => return Err(fail(&spec, e.context(self.why_rebind(&spec)))),
+                    Err(e) => return Err(self.bind_failed(&spec, e)),
                 },
             };
             planned.push(Planned { spec, step });
@@ -246,7 +248,7 @@ impl Supervisor {
                 Ok(b) if self.find(p.spec.name()).is_some() => p.step = Step::Rebind(b),
                 Ok(b) => p.step = Step::Add(b),
                 Err(e) => {
-                    failure = Some(fail(&p.spec, e.context(self.why_rebind(&p.spec))));
+                    failure = Some(self.bind_failed(&p.spec, e));
                     break;
                 }
             }
@@ -409,14 +411,18 @@ impl Supervisor {
         spec.bind()
     }
 
-    /// The message for a failed bind: which key made the new socket necessary.
-    fn why_rebind(&self, spec: &Spec) -> String {
-        match self.find(spec.name()) {
-            Some(r) => format!(
-                "new socket needed (changed key: {}); the running one is untouched",
-                r.spec.rebind_reason(spec).unwrap_or("socket")
-            ),
+    /// A failed bind, named by service and by the key that needed a new socket.
+    fn bind_failed(&self, spec: &Spec, e: anyhow::Error) -> ReloadError {
+        let key = self
+            .find(spec.name())
+            .and_then(|r| r.spec.rebind_reason(spec));
+        let why = match key {
+            Some(k) => format!("new socket needed (changed key: {k})"),
             None => "new service".to_string(),
+        };
+        ReloadError {
+            key,
+            ..fail(spec, e.context(why))
         }
     }
 
@@ -508,6 +514,7 @@ fn fail(spec: &Spec, cause: anyhow::Error) -> ReloadError {
     ReloadError {
         kind: spec.kind(),
         name: spec.name().to_string(),
+        key: None,
         cause,
     }
 }

@@ -502,7 +502,10 @@ fn a_failed_bind_leaves_the_running_listener_untouched() {
         .wait_log(|l| message_starts(l, "reload failed"), WAIT)
         .unwrap();
     let err = line["error"].as_str().unwrap_or_default();
-    assert_eq!(line["service"], "a");
+    assert_eq!(
+        (&line["service"], &line["key"]),
+        (&"a".into(), &"bind_device".into())
+    );
     assert!(err.contains("bind_device"), "names the key: {err}");
     assert_eq!(listen_inode(port), Some(inode), "listener rebound");
     assert!(
