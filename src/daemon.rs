@@ -275,8 +275,10 @@ impl Supervisor {
         self.directory.read().unwrap().clone()
     }
 
-    /// Stops accepting everywhere, lets connections drain until the deadline,
-    /// then resets what is left. Returns how many connections were cut.
+    /// Stops accepting everywhere (backlogs are accepted first), lets
+    /// connections drain until the deadline, then closes what is left (at a
+    /// frame boundary gracefully, mid-frame with a reset). Returns how many
+    /// connections were still open at the deadline.
     pub async fn shutdown(mut self) -> usize {
         let services = std::mem::take(&mut self.services);
         let deadline = tokio::time::Instant::now() + self.deadlines.shutdown;
