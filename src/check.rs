@@ -257,6 +257,16 @@ fn service(spec: &Spec, bind: bool) -> Service {
                 })
                 .collect();
             s.notes.extend(sharing_note(spec).map(str::to_string));
+            if cfg!(target_os = "linux")
+                && matches!(spec, Spec::TcpEcho(c) if c.socket.reuse_port.is_none())
+            {
+                // README "Reload and shutdown": gap-free rebinds on the same address.
+                s.notes.push(
+                    "the daemon also sets reuse_port = true (Linux default, so a reload binds beside the old listener; \
+                     only a process of the same user can join such a port); check binds without it, so it never joins a running daemon's port"
+                        .to_string(),
+                );
+            }
         }
         Err(e) => s.bind_error = Some(format!("{e:#}")),
     }

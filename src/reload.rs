@@ -1,218 +1,429 @@
-//! Applies a new config to a running [`Supervisor`], all or nothing.
+//! Applies a new config to a running [`Supervisor`], all or nothing, in
+//! three steps with a type each:
 //!
-//! Services are matched by name. Unchanged ones are not touched (same socket,
-//! same connections). A changed service whose socket settings are the same
-//! gets the old socket handed over; one whose socket must change binds a new
-//! one. Added services bind; removed ones stop and drain in the background.
+//! 1. [`Supervisor::plan`] matches services by name and decides a [`Step`]
+//!    for each: unchanged (same socket, same connections), handed over (the
+//!    same socket under new settings: timeouts and limits change in place for
+//!    open connections, options a live socket takes are set on it), rebound
+//!    (a new socket: address, bind-time options) or added. Every new socket
+//!    is bound here. On Linux a TCP listener on the same address binds beside
+//!    the old one (SO_REUSEPORT), so there is no gap. A bind refused with
+//!    "address in use" by one of *our* sockets that goes away in this reload
+//!    is deferred; any other bind error fails the reload at once, and nothing
+//!    that runs was touched.
+//! 2. [`Supervisor::apply`] pauses the services holding a deferred address
+//!    (only those), binds again, and sets the handed-over socket options. A
+//!    failure here closes what this reload bound, restarts the paused
+//!    services on their old spec and puts the old options back.
+//! 3. [`Supervisor::commit`] starts the new loops, hands sockets over, and
+//!    retires the replaced and removed services: their listener closes after
+//!    accepting its backlog, their connections are served under the old
+//!    settings until they end or `drain_timeout` passes; then those at a
+//!    frame boundary close gracefully and those mid-frame are reset.
 //!
-//! Order: parse and validate (already done) -> bind every new socket; a bind
-//! refused because one of *our* old sockets holds the address is retried
-//! after pausing that old service's accept loop and releasing its socket ->
-//! if any bind fails, close everything this reload bound, restart what was
-//! paused on its old socket, and keep the old config -> otherwise commit:
-//! start the new, retire the replaced and removed (drain, then reset at
-//! `shutdown_timeout`).
+//! Config loading (file read, parse, name resolution) runs on a blocking
+//! thread, not on the runtime the services use.
 
+use std::io;
 use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::daemon::{ConfigSource, Running, Supervisor};
-use crate::services::{Bound, Spec};
+use crate::daemon::{AFTER_DEADLINE, ConfigSource, Deadlines, FixedSettings, Running, Supervisor};
+use crate::services::{Bound, Spec, StopReason};
 
-/// What a reload does with one service.
-enum Action {
+/// How long a stopped service loop may take to end (it accepts its backlog first).
+const LOOP_STOP: Duration = Duration::from_secs(2);
+
+/// What a reload does with one service of the new config.
+enum Step {
     Unchanged,
     /// New settings on the old socket.
-    Handover(Bound),
-    Replace(Bound),
+    HandOver(Bound),
+    /// A new socket replaces the old one.
+    Rebind(Bound),
     Add(Bound),
+    /// Waits for our own socket that holds its address to be released.
+    Deferred,
+}
+
+/// One service of the new config and its step.
+struct Planned {
+    spec: Spec,
+    step: Step,
+}
+
+/// What [`Supervisor::plan`] decided; dropping it closes what it bound.
+struct Plan {
+    planned: Vec<Planned>,
+    /// Running services whose socket survives (unchanged or handed over);
+    /// every other old socket may be released to make room for a new one.
+    keep: Vec<String>,
+}
+
+/// A reload that failed, with the service and key it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} {name:?}: {cause:#}")]
+pub struct ReloadError {
+    kind: &'static str,
+    name: String,
+    /// The changed key that needed a new socket; `None` for a new service.
+    key: Option<&'static str>,
+    cause: anyhow::Error,
+}
+
+/// What a reload did, for its log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadCounts {
+    pub started: usize,
+    pub stopped: usize,
+    /// New socket.
+    pub replaced: usize,
+    /// Same socket, new settings.
+    pub handed_over: usize,
+    pub unchanged: usize,
+}
+
+/// The config contents a reload has seen: the applied one, and the last
+/// that failed (not retried on a file event until the file changes again).
+pub struct Seen {
+    applied: String,
+    failed: Option<String>,
+}
+
+impl Seen {
+    pub fn new(applied: String) -> Seen {
+        Seen {
+            applied,
+            failed: None,
+        }
+    }
+}
+
+/// What triggered a reload; SIGHUP always reloads, a file event only on new content.
+fn forced(why: &str) -> bool {
+    why == "SIGHUP"
 }
 
 impl Supervisor {
-    /// Reloads from `source` if its content changed since `current`.
-    pub async fn reload_from(&mut self, source: &ConfigSource, why: &str, current: &mut String) {
+    /// Reloads from `source` if its content changed since it was last seen.
+    pub async fn reload_from(&mut self, source: &ConfigSource, why: &str, seen: &mut Seen) {
         let started = std::time::Instant::now();
-        let (cfg, text) = match source.load() {
-            Ok(ok) => ok,
+        let src = source.clone();
+        // Reading and parsing block (file I/O, `host:port` name resolution).
+        let loaded = tokio::task::spawn_blocking(move || {
+            let text = src.read()?;
+            let parsed = src.parse(&text);
+            Ok::<_, crate::config::ConfigError>((text, parsed))
+        })
+        .await;
+        let (text, parsed) = match loaded {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(e)) => return self.invalid(why, &e),
             Err(e) => {
-                for line in e.to_string().lines() {
-                    error!(trigger = why, "{line}");
-                }
-                warn!(
-                    trigger = why,
-                    errors = e.diagnostics.len(),
-                    "reload failed: config invalid; still running the previous config"
-                );
-                self.metrics.reload("invalid");
-                return;
+                error!(trigger = why, error = %e, "reload failed: config loader task failed");
+                return self.metrics.reload("failed");
             }
         };
-        if text == *current && why != "SIGHUP" {
+        if !forced(why) && (text == seen.applied || seen.failed.as_ref() == Some(&text)) {
             return;
         }
-        if (cfg.admin.clone(), cfg.daemon.watch_config) != self.fixed {
+        let cfg = match parsed {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                seen.failed = Some(text);
+                return self.invalid(why, &e);
+            }
+        };
+        if FixedSettings::of(&cfg) != self.fixed {
             warn!(
                 "[admin] and daemon.watch_config are read at start only; restart to apply their change"
             );
         }
-        match self
-            .reload(Spec::all(&cfg), cfg.daemon.shutdown_timeout)
-            .await
-        {
-            Ok(counts) => {
-                *current = text;
+        match self.reload(Spec::all(&cfg), Deadlines::of(&cfg)).await {
+            Ok(c) => {
+                seen.applied = text;
+                seen.failed = None;
                 self.metrics.reload("applied");
                 info!(
                     trigger = why,
-                    started = counts[0],
-                    stopped = counts[1],
-                    replaced = counts[2],
-                    unchanged = counts[3],
+                    started = c.started,
+                    stopped = c.stopped,
+                    replaced = c.replaced,
+                    handed_over = c.handed_over,
+                    unchanged = c.unchanged,
                     elapsed_ms = crate::logging::ms_f64(started.elapsed()),
                     "reload applied"
                 );
             }
             Err(e) => {
+                seen.failed = Some(text);
                 self.metrics.reload("failed");
-                error!(trigger = why, error = %format!("{e:#}"), "reload failed: bind error; rolled back, still running the previous config");
+                error!(trigger = why, service = %e.name, kind = e.kind, key = e.key, error = %e, "reload failed: bind error; nothing changed, still running the previous config");
             }
         }
     }
 
-    /// Applies `specs`; returns counts of started, stopped, replaced, unchanged.
+    fn invalid(&self, why: &str, e: &crate::config::ConfigError) {
+        for line in e.to_string().lines() {
+            error!(trigger = why, "{line}");
+        }
+        warn!(
+            trigger = why,
+            errors = e.diagnostics.len(),
+            "reload failed: config invalid; still running the previous config"
+        );
+        self.metrics.reload("invalid");
+    }
+
+    /// Applies `specs`: plan, apply, commit.
     pub async fn reload(
         &mut self,
         specs: Vec<Spec>,
-        shutdown_timeout: Duration,
-    ) -> anyhow::Result<[usize; 4]> {
-        // Services whose socket survives this reload (unchanged or handed over);
-        // every other old socket may be released to make room for a new one.
+        deadlines: Deadlines,
+    ) -> Result<ReloadCounts, ReloadError> {
+        let mut plan = self.plan(specs)?;
+        self.apply(&mut plan).await?;
+        Ok(self.commit(plan, deadlines).await)
+    }
+
+    /// Step 1: decide each service's step and bind every new socket. Touches
+    /// nothing that runs.
+    fn plan(&self, specs: Vec<Spec>) -> Result<Plan, ReloadError> {
         let keep: Vec<String> = specs
             .iter()
             .filter(|s| {
-                self.find(s.name())
-                    .is_some_and(|r| r.bound.is_some() && r.spec.same_socket(s))
+                self.find(s.name()).is_some_and(|r| {
+                    r.bound.is_some() && (r.spec == **s || r.spec.rebind_reason(s).is_none())
+                })
             })
             .map(|s| s.name().to_string())
             .collect();
-        let mut plan: Vec<(Spec, Option<Action>)> = Vec::new();
-        let mut deferred: Vec<usize> = Vec::new();
-        let mut failure = None;
+        let mut planned = Vec::with_capacity(specs.len());
         for spec in specs {
-            let old = self.find(spec.name());
-            // A service whose socket was lost (a rollback that could not rebind) binds afresh.
-            let live = old.and_then(|r| r.bound.as_ref().map(|b| (r, b)));
-            let action = match live {
-                Some((r, _)) if r.spec == spec => Some(Action::Unchanged),
-                Some((r, b)) if r.spec.same_socket(&spec) => {
-                    b.with_spec(&spec).map(Action::Handover)
+            let live = self
+                .find(spec.name())
+                .and_then(|r| r.bound.as_ref().map(|b| (r, b)));
+            let step = match live {
+                Some((r, _)) if r.spec == spec => Step::Unchanged,
+                Some((r, b)) if r.spec.rebind_reason(&spec).is_none() => {
+                    match b.with_spec(&spec) {
+                        Some(nb) => Step::HandOver(nb),
+                        None => Step::Deferred, // unreachable: same kind
+                    }
                 }
-                _ => match spec.bind() {
-                    Ok(b) if old.is_some() => Some(Action::Replace(b)),
-                    Ok(b) => Some(Action::Add(b)),
-                    Err(_) if self.holder_of(&spec, &keep).is_some() => {
-                        deferred.push(plan.len());
-                        None
+                _ => match self.bind_new(&spec) {
+                    Ok(b) if self.find(spec.name()).is_some() => Step::Rebind(b),
+                    Ok(b) => Step::Add(b),
+                    Err(e) if addr_in_use(&e) && self.holder_of(&spec, &keep).is_some() => {
+                        Step::Deferred
                     }
-                    Err(e) => {
-                        failure = Some(e.context(format!("{} {:?}", spec.kind(), spec.name())));
-                        break;
-                    }
+                    Err(e) => return Err(self.bind_failed(&spec, e)),
                 },
             };
-            plan.push((spec, action));
+            planned.push(Planned { spec, step });
         }
-        if let Some(e) = failure {
-            return Err(e); // dropping `plan` closes every socket bound so far
-        }
+        Ok(Plan { planned, keep })
+    }
 
-        // Release our own sockets that stand in the way, then bind again.
+    /// Step 2: the only step that may touch what runs, and it undoes itself
+    /// on failure: pause the holders of deferred addresses and bind there,
+    /// then set the socket options of handed-over services.
+    async fn apply(&mut self, plan: &mut Plan) -> Result<(), ReloadError> {
+        let keep = std::mem::take(&mut plan.keep);
         let mut paused: Vec<usize> = Vec::new();
-        for &i in &deferred {
-            let spec = &plan[i].0;
-            if let Some(h) = self.holder_of(spec, &keep)
+        let mut failure = None;
+        for p in plan
+            .planned
+            .iter_mut()
+            .filter(|p| matches!(p.step, Step::Deferred))
+        {
+            if let Some(h) = self.holder_of(&p.spec, &keep)
                 && !paused.contains(&h)
             {
                 self.pause(h).await;
                 paused.push(h);
             }
-            let is_new = self.find(spec.name()).is_none();
-            match spec.bind() {
-                Ok(b) => {
-                    plan[i].1 = Some(if is_new {
-                        Action::Add(b)
-                    } else {
-                        Action::Replace(b)
-                    })
-                }
+            match p.spec.bind() {
+                Ok(b) if self.find(p.spec.name()).is_some() => p.step = Step::Rebind(b),
+                Ok(b) => p.step = Step::Add(b),
                 Err(e) => {
-                    failure = Some(e.context(format!("{} {:?}", spec.kind(), spec.name())));
+                    failure = Some(self.bind_failed(&p.spec, e));
                     break;
                 }
             }
         }
+        if failure.is_none() {
+            failure = self.reconfigure_handovers(plan).err();
+        }
         if let Some(e) = failure {
-            drop(plan);
+            plan.planned.clear(); // closes every socket this reload bound
             for h in paused {
                 self.resume(h);
             }
             return Err(e);
         }
+        Ok(())
+    }
 
-        if let Some((spec, _)) = plan.iter().find(|(_, a)| a.is_none()) {
-            anyhow::bail!(
-                "{} {:?}: no way to apply this change; restart to apply it",
-                spec.kind(),
-                spec.name()
-            );
+    /// Sets the changed options on handed-over sockets; on an error, puts the
+    /// old ones back on those already changed.
+    fn reconfigure_handovers(&self, plan: &Plan) -> Result<(), ReloadError> {
+        let mut done: Vec<&Spec> = Vec::new();
+        for p in &plan.planned {
+            let Step::HandOver(b) = &p.step else { continue };
+            let Some(old) = self.find(p.spec.name()) else {
+                continue;
+            };
+            if let Err(e) = b.reconfigure(&old.spec) {
+                for new in done {
+                    // The old socket under its old spec, set back from the new one.
+                    if let Some(ob) = self.find(new.name()).and_then(|r| r.bound.as_ref()) {
+                        let _ = ob.reconfigure(new);
+                    }
+                }
+                return Err(fail(&p.spec, e));
+            }
+            done.push(&p.spec);
         }
+        Ok(())
+    }
 
-        // Commit.
-        let mut counts = [0usize; 4];
+    /// Step 3: start, hand over, retire. Nothing here fails.
+    async fn commit(&mut self, plan: Plan, deadlines: Deadlines) -> ReloadCounts {
+        let steered = self.steer_new_listeners(&plan);
+        let mut counts = ReloadCounts::default();
         let mut old = std::mem::take(&mut self.services);
-        let mut next = Vec::new();
-        for (spec, action) in plan {
+        let mut next = Vec::with_capacity(plan.planned.len());
+        for Planned { spec, step } in plan.planned {
             let prev = old
                 .iter()
                 .position(|r| r.spec.name() == spec.name())
                 .map(|i| old.remove(i));
             let name = spec.name().to_string();
-            match action.expect("every deferred bind was resolved") {
-                Action::Unchanged => {
-                    counts[3] += 1;
+            match (step, prev) {
+                (Step::Unchanged, Some(prev)) => {
+                    counts.unchanged += 1;
                     info!(service = %name, action = "unchanged", "reload");
-                    next.push(prev.expect("unchanged service exists"));
+                    next.push(prev);
                 }
-                Action::Handover(b) | Action::Replace(b) => {
-                    counts[2] += 1;
-                    let prev = prev.expect("replaced service exists");
-                    let r = self.launch(spec, b, None);
-                    info!(service = %name, action = "replaced", url = %r.url, "reload");
-                    self.retire(prev, shutdown_timeout).await;
+                (Step::HandOver(b), Some(mut prev)) => {
+                    counts.handed_over += 1;
+                    // The old loop ends first (two loops on one socket would both
+                    // answer); clients wait in the socket's queue meanwhile.
+                    stop_loop(&mut prev, StopReason::HandedOver).await;
+                    let r = self.launch(spec, b, Some(prev.ctx.clone()));
+                    info!(service = %name, action = "handed_over", url = %r.url, "reload");
                     next.push(r);
                 }
-                Action::Add(b) => {
-                    counts[0] += 1;
+                (Step::Rebind(b), Some(prev)) => {
+                    counts.replaced += 1;
+                    let r = self.launch(spec, b, None);
+                    info!(service = %name, action = "replaced", url = %r.url, "reload");
+                    next.push(r);
+                    self.retire(prev, StopReason::Replaced, deadlines.drain)
+                        .await;
+                }
+                (Step::Add(b) | Step::Rebind(b), None) | (Step::HandOver(b), None) => {
+                    counts.started += 1;
                     let r = self.launch(spec, b, None);
                     info!(service = %name, action = "started", url = %r.url, "reload");
                     next.push(r);
                 }
+                (Step::Add(b), Some(prev)) => {
+                    // A service whose socket was lost (a rollback that could not rebind).
+                    counts.replaced += 1;
+                    next.push(self.launch(spec, b, None));
+                    self.retire(prev, StopReason::Replaced, deadlines.drain)
+                        .await;
+                }
+                (Step::Unchanged | Step::Deferred, prev) => {
+                    // Unreachable: apply resolved every deferral; keep what runs.
+                    error!(service = %name, "reload step left unresolved; keeping the old service");
+                    next.extend(prev);
+                }
             }
         }
         for r in old {
-            counts[1] += 1;
+            counts.stopped += 1;
             info!(service = %r.spec.name(), action = "stopped", "reload");
-            self.retire(r, shutdown_timeout).await;
+            self.retire(r, StopReason::Removed, deadlines.drain).await;
         }
         self.services = next;
-        self.shutdown_timeout = shutdown_timeout;
+        self.deadlines = deadlines;
         self.publish();
-        Ok(counts)
+        #[cfg(target_os = "linux")]
+        for b in &steered {
+            if let Some(l) = b.tcp_listener() {
+                crate::net::steer_to(l, false);
+            }
+        }
+        let _ = steered;
+        counts
+    }
+
+    /// New TCP listeners bound beside one of ours on the same address take
+    /// every new connection while the old ones accept their backlog and
+    /// close (undone at the end of the commit).
+    fn steer_new_listeners(&self, plan: &Plan) -> Vec<Bound> {
+        let mut steered = Vec::new();
+        for p in &plan.planned {
+            let (Step::Rebind(b) | Step::Add(b)) = &p.step else {
+                continue;
+            };
+            let beside = b.tcp_listener().is_some()
+                && self.services.iter().any(|r| {
+                    r.spec.kind() == p.spec.kind()
+                        && r.bound
+                            .as_ref()
+                            .is_some_and(|o| same_address(o.local_addr(), b.local_addr()))
+                });
+            if beside {
+                #[cfg(target_os = "linux")]
+                if let Some(l) = b.tcp_listener() {
+                    crate::net::steer_to(l, true);
+                }
+                steered.push(b.clone());
+            }
+        }
+        steered
     }
 
     fn find(&self, name: &str) -> Option<&Running> {
         self.services.iter().find(|r| r.spec.name() == name)
+    }
+
+    /// Binds a new socket for `spec`. Beside one of our own listeners on
+    /// the same address it may share the port (the gap-free rebind); anywhere
+    /// else the address must be free of every other program first.
+    fn bind_new(&self, spec: &Spec) -> anyhow::Result<Bound> {
+        let ours = spec.bind_addr().is_some_and(|want| {
+            self.services.iter().any(|r| {
+                r.spec.kind() == spec.kind()
+                    && r.bound
+                        .as_ref()
+                        .is_some_and(|b| same_address(b.local_addr(), want))
+            })
+        });
+        if !ours {
+            spec.address_free()?;
+        }
+        spec.bind()
+    }
+
+    /// A failed bind, named by service and by the key that needed a new socket.
+    fn bind_failed(&self, spec: &Spec, e: anyhow::Error) -> ReloadError {
+        let key = self
+            .find(spec.name())
+            .and_then(|r| r.spec.rebind_reason(spec));
+        let why = match key {
+            Some(k) => format!("new socket needed (changed key: {k})"),
+            None => "new service".to_string(),
+        };
+        ReloadError {
+            key,
+            ..fail(spec, e.context(why))
+        }
     }
 
     /// Index of the running service that holds `spec`'s address and is going
@@ -223,28 +434,21 @@ impl Supervisor {
             let going = !keep.iter().any(|k| k == r.spec.name());
             going
                 && r.spec.kind() == spec.kind()
-                && r.bound.as_ref().is_some_and(|b| {
-                    let have = b.local_addr();
-                    have.port() == want.port()
-                        && (have.ip() == want.ip()
-                            || have.ip().is_unspecified()
-                            || want.ip().is_unspecified())
-                })
+                && r.bound
+                    .as_ref()
+                    .is_some_and(|b| same_address(b.local_addr(), want))
         })
     }
 
     /// Stops a service's loop and releases its socket; its connections go on.
     async fn pause(&mut self, i: usize) {
         let r = &mut self.services[i];
-        r.ctx.stop.cancel();
-        if let Some(t) = r.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
-        }
+        stop_loop(r, StopReason::Paused).await;
         r.bound = None;
     }
 
-    /// Rollback of [`pause`]: binds the old spec again and restarts its loop
-    /// on the same connections.
+    /// Rollback of [`Self::pause`]: binds the old spec again and restarts its
+    /// loop on the same connections.
     fn resume(&mut self, i: usize) {
         let spec = self.services[i].spec.clone();
         match spec.bind() {
@@ -258,28 +462,67 @@ impl Supervisor {
         }
     }
 
-    /// Stops a service: its loop ends now (so its listener is closed and its
-    /// goodbye sent before the reload reports back), then, in the background,
-    /// its connections drain until `timeout` and whatever is left is reset.
-    async fn retire(&self, mut r: Running, timeout: Duration) {
-        r.ctx.stop.cancel();
-        r.ctx.drain.cancel();
-        r.ctx.tracker.close();
-        if let Some(t) = r.task.take()
-            && tokio::time::timeout(Duration::from_secs(2), t)
-                .await
-                .is_err()
-        {
-            warn!(service = %r.spec.name(), "service loop did not stop within 2s of the reload");
-        }
+    /// Stops a service that a reload removed or replaced: its loop ends now
+    /// (a listener accepts its backlog first, then closes; a goodbye is sent),
+    /// and in the background its connections are served under the old
+    /// settings until they end, `drain` passes, or shutdown drains them.
+    async fn retire(&self, mut r: Running, reason: StopReason, drain: Duration) {
+        stop_loop(&mut r, reason).await;
         drop(r.bound.take());
+        r.ctx.tracker.close();
+        let shutdown = self.drain_all.clone();
         self.retiring.spawn(async move {
-            if tokio::time::timeout(timeout, r.ctx.tracker.wait()).await.is_err() {
-                let cut = r.ctx.tracker.len();
-                r.ctx.abort.cancel();
-                warn!(service = %r.spec.name(), connections = cut, "drain timeout; resetting connections");
-                r.ctx.tracker.wait().await;
+            let ctx = &r.ctx;
+            tokio::select! {
+                _ = ctx.tracker.wait() => return,
+                _ = shutdown.cancelled() => {
+                    // Shutdown's own deadline (abort_all) ends what is left.
+                    ctx.drain.cancel();
+                    ctx.tracker.wait().await;
+                    return;
+                }
+                _ = tokio::time::sleep(drain) => {}
+            }
+            let left = ctx.tracker.len();
+            info!(service = %r.spec.name(), connections = left, drain_timeout = ?drain,
+                "drain timeout; closing connections (at a frame boundary gracefully, mid-frame with a reset)");
+            ctx.abort.cancel();
+            if tokio::time::timeout(AFTER_DEADLINE, ctx.tracker.wait()).await.is_err() {
+                warn!(service = %r.spec.name(), connections = ctx.tracker.len(), "connections still open after the drain deadline");
             }
         });
     }
+}
+
+/// Stops a service loop for `reason` and waits (bounded) for it to end.
+async fn stop_loop(r: &mut Running, reason: StopReason) {
+    r.ctx.stop.stop(reason);
+    if let Some(t) = r.task.take()
+        && tokio::time::timeout(LOOP_STOP, t).await.is_err()
+    {
+        warn!(service = %r.spec.name(), ?reason, "service loop did not stop within 2s of the reload");
+    }
+}
+
+/// Two sockets that would share an address: same port, and the same IP or
+/// one of them unspecified.
+fn same_address(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn fail(spec: &Spec, cause: anyhow::Error) -> ReloadError {
+    ReloadError {
+        kind: spec.kind(),
+        name: spec.name().to_string(),
+        key: None,
+        cause,
+    }
+}
+
+/// True when the bind failed because the address is taken (by anyone).
+fn addr_in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse)
+    })
 }

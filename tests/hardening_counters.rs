@@ -25,7 +25,7 @@ fn start(toml: &str, metrics: &Arc<Metrics>) -> (Vec<SocketAddr>, CancellationTo
         let bound = spec.bind().unwrap();
         addrs.push(bound.local_addr());
         let ctx = ServiceCtx {
-            stop: stop.clone(),
+            stop: stop.clone().into(),
             drain: stop.clone(),
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -163,9 +163,11 @@ fn a_peer_that_keeps_sending_during_the_drain_is_reset_at_the_deadline() {
     let took = t.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(status.code(), Some(0));
+    // At the deadline the connection (at a frame boundary) gets FIN, then its
+    // lingering close reads and discards for up to 2s before closing.
     assert!(
-        took < Duration::from_millis(2500),
-        "drain took {took:?} with shutdown_timeout 1s"
+        took < Duration::from_millis(4000),
+        "drain took {took:?} with shutdown_timeout 1s and a 2s lingering close"
     );
     assert_eq!(connections_cut(&d), 1);
     drop(s);

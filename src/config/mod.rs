@@ -156,6 +156,13 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
         }
     }
 
+    // A truncated file (crashed editor, broken ConfigMap) must never stop every service.
+    if file_index.is_empty() && no_services(&cfg) {
+        problems.push((
+            0..0,
+            "config defines no services; add at least one [[tcp_echo]], [[udp_echo]], [[broadcast]] or [[multicast]] table (an empty or truncated file is refused, so it cannot stop what runs)".to_string(),
+        ));
+    }
     let (issues, see_also) = validate::validate_all(&cfg);
     let place_of = |kind: Option<&'static str>, section: &str, index: usize, keys: &[&str]| {
         let mut path = match kind.and_then(|k| Some((k, *file_index.get(k)?.get(index)?))) {
@@ -287,6 +294,13 @@ pub fn locate(src: &str, kind: &str, index: usize, keys: &[&str]) -> Option<(usi
     }
     let d = &place(src, vec![(span?, String::new())])[0];
     Some((d.line, d.col))
+}
+
+fn no_services(cfg: &Config) -> bool {
+    cfg.tcp_echo.is_empty()
+        && cfg.udp_echo.is_empty()
+        && cfg.broadcast.is_empty()
+        && cfg.multicast.is_empty()
 }
 
 /// Deserializes a single table (`[daemon]`, `[admin]`).

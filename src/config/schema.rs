@@ -28,10 +28,14 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// Drain deadline after SIGTERM/SIGINT (and for services a reload removes);
-    /// connections still open then are reset. Default 5s.
+    /// Drain deadline after SIGTERM/SIGINT; connections still open then are
+    /// closed (gracefully at a frame boundary, reset mid-frame). Default 5s.
     #[serde(default = "default_shutdown_timeout", with = "de::duration")]
     pub shutdown_timeout: Duration,
+    /// How long connections of a service a reload removed or moved keep being
+    /// served under their old settings before they are closed. Default 30s.
+    #[serde(default = "default_drain_timeout", with = "de::duration")]
+    pub drain_timeout: Duration,
     /// Reload when the config file changes, not only on SIGHUP. Default true.
     #[serde(default = "default_true")]
     pub watch_config: bool,
@@ -45,6 +49,7 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             shutdown_timeout: default_shutdown_timeout(),
+            drain_timeout: default_drain_timeout(),
             watch_config: true,
             pid_file: None,
         }
@@ -383,6 +388,10 @@ fn default_true() -> bool {
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(5)
+}
+// Reload (issue 10): retired connections are served this long.
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_length_field_bytes() -> u8 {
     4

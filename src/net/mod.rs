@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -17,6 +18,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::config::{Keepalive, SocketOptions};
 
+pub mod change;
 #[cfg(windows)]
 pub mod pktinfo;
 mod raw;
@@ -65,6 +67,68 @@ pub fn tcp_listener(addr: SocketAddr, o: &SocketOptions) -> Result<std::net::Tcp
         .with_context(|| format!("listen on tcp {addr}"))?;
     make_nonblocking(&sock)?;
     Ok(sock.into())
+}
+
+/// Set by the daemon before it binds: its TCP listeners join SO_REUSEPORT
+/// groups by default (Linux). Tools and `check --bind` leave it off, so a
+/// socket of theirs never joins a running daemon's group and takes (then
+/// resets) its connections; with the daemon running they see "address in use".
+static SHARE_TCP_PORTS: AtomicBool = AtomicBool::new(false);
+
+/// Called once by `daemon::run`; see [`reuse_port`].
+pub fn share_tcp_ports() {
+    SHARE_TCP_PORTS.store(true, Ordering::Relaxed);
+}
+
+/// SO_REUSEPORT as applied: the daemon's TCP listeners get it by default on
+/// Linux, so a reload can bind a new listener beside the old one on the same
+/// address and no connect is refused (the kernel lets only a process of the
+/// same user join such a port); elsewhere, and for UDP, only when the config asks.
+pub fn reuse_port(o: &SocketOptions, role: Role) -> Option<bool> {
+    let default = cfg!(target_os = "linux")
+        && role == Role::TcpListener
+        && SHARE_TCP_PORTS.load(Ordering::Relaxed);
+    o.reuse_port.or(default.then_some(true))
+}
+
+/// Before a daemon listener joins a port with the SO_REUSEPORT default: the
+/// address must be free of everyone else, so that a second daemon (or any
+/// program of the same user with SO_REUSEPORT) is refused as it was before,
+/// rather than silently sharing the port. A probe socket without
+/// SO_REUSEPORT is bound and closed; "address in use" means someone holds it.
+/// Not called when one of our own listeners holds the address (a rebind).
+pub fn tcp_address_free(addr: SocketAddr, o: &SocketOptions) -> Result<()> {
+    if addr.port() == 0 || o.reuse_port.is_some() || reuse_port(o, Role::TcpListener).is_none() {
+        return Ok(());
+    }
+    let probe = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    // Like the listener: TIME_WAIT leftovers of an earlier run are no conflict.
+    reuse_address(&probe, o.reuse_address.unwrap_or(true), true)
+        .with_context(|| format!("set socket.reuse_address on {addr}"))?;
+    if addr.is_ipv6()
+        && let Some(v) = o.only_v6
+    {
+        probe
+            .set_only_v6(v)
+            .with_context(|| format!("set socket.only_v6 on {addr}"))?;
+    }
+    bind(&probe, addr, "tcp")
+}
+
+/// During a gap-free rebind: new connections to the address go to `newest`
+/// (the listener bound last), none to the old one that is about to close.
+/// Best effort: without it the kernel's hash may still pick the old listener
+/// until it closes, and its backlog is accepted anyway.
+#[cfg(target_os = "linux")]
+pub fn steer_to(newest: SockRef<'_>, on: bool) {
+    let r = if on {
+        raw::steer_to_newest(&newest)
+    } else {
+        raw::unsteer(&newest)
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, on, "reuseport steering not changed");
+    }
 }
 
 /// Creates, configures and binds a UDP socket, non-blocking, ready for tokio.
@@ -135,7 +199,7 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
     )
     .with_context(|| format!("set socket.reuse_address on {addr}"))?;
     #[cfg(unix)]
-    if let Some(v) = o.reuse_port {
+    if let Some(v) = reuse_port(o, role) {
         set("reuse_port", sock.set_reuse_port(v))?;
     }
     if let Some(v) = o.recv_buffer_bytes {

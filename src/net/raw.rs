@@ -120,3 +120,77 @@ pub fn udp_connreset_off(sock: &Socket) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Steers new connections of this socket's SO_REUSEPORT group to the socket
+/// at index 1 (a classic BPF program attached with SO_ATTACH_REUSEPORT_CBPF).
+/// The kernel keeps the group's sockets in join order and moves the last one
+/// into a hole, so with an old listener and its replacement beside it, index
+/// 1 is the replacement: the old one's queue gets nothing new while it
+/// accepts what it already holds. With one socket the index is out of range
+/// and the kernel falls back to its hash, which picks that socket.
+#[cfg(target_os = "linux")]
+pub fn steer_to_newest(sock: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // asm-generic/socket.h; the architectures with their own numbering are not steered.
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    ))]
+    const SO_ATTACH_REUSEPORT_CBPF: i32 = 51;
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    )))]
+    return Err(io::Error::from(io::ErrorKind::Unsupported));
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 1,
+    }];
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: the descriptor is live; `prog` and the one instruction it points to
+    // outlive the call, and the kernel copies the program before returning.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// SO_DETACH_REUSEPORT_BPF (Linux 5.3): back to the kernel's hash once the
+/// old listener is gone.
+#[cfg(target_os = "linux")]
+pub fn unsteer(sock: &Socket) -> io::Result<()> {
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    ))]
+    return set(sock, libc::SOL_SOCKET, 68, 0); // SO_DETACH_REUSEPORT_BPF, asm-generic
+    #[allow(unreachable_code)]
+    {
+        let _ = sock;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}

@@ -64,10 +64,16 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
         },
     );
     #[cfg(unix)]
-    if let Some(v) = o.reuse_port {
+    if let Some(v) = super::reuse_port(o, role) {
         add(
             "reuse_port",
-            v.to_string(),
+            if o.reuse_port.is_some() {
+                v.to_string()
+            } else {
+                // Not asked for: the Linux TCP default that makes rebinds gap-free.
+                // README "Reload and shutdown": a reload binds beside the old listener.
+                format!("{v} (Linux default)")
+            },
             sock.reuse_port().map(|v| v.to_string()),
         );
     }

@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
-use super::ServiceCtx;
+use super::{ServiceCtx, StopReason};
 use crate::config::BroadcastConfig;
 use crate::logging::RateLimited;
 use crate::net::{self, Role};
@@ -110,6 +110,14 @@ impl Bound {
         }
     }
 
+    pub(crate) fn cfg(&self) -> &BroadcastConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn sock(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(&self.shared.socket)
+    }
+
     pub fn report(&self) -> Vec<net::Applied> {
         net::read_back(
             socket2::SockRef::from(&self.shared.socket),
@@ -151,15 +159,13 @@ impl Bound {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        // Shutdown and removal cancel `stop` then `drain` back to back (we may wake
-        // between the two, on another thread); a pause (a reload rebinding our
-        // address, maybe rolled back) cancels only `stop`. A handover leaves
-        // another Bound on this socket (the supervisor's copy and ours make two).
-        let leaving = tokio::time::timeout(Duration::from_millis(200), ctx.drain.cancelled())
-            .await
-            .is_ok();
-        let handed_over = Arc::strong_count(&self.shared) > 2;
-        if leaving && !handed_over && !goodbye.is_empty() {
+        // Goodbye only when this announcer really goes away: not when a reload
+        // hands our socket to new settings or pauses us to rebind (maybe rolled back).
+        let leaving = matches!(
+            ctx.stop.reason(),
+            Some(StopReason::Shutdown | StopReason::Removed | StopReason::Replaced)
+        );
+        if leaving && !goodbye.is_empty() {
             sender.send(&goodbye).await;
             info!(destination = %cfg.destination, "goodbye sent");
         }

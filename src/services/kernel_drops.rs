@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use tokio_util::sync::CancellationToken;
 
 /// How often the kernel's counter is read.
 const EVERY: Duration = Duration::from_secs(1);
@@ -23,7 +22,7 @@ const EVERY: Duration = Duration::from_secs(1);
 pub type Seen = Arc<AtomicU64>;
 
 /// Starts counting kernel drops of `sock` until `stop`, plus one last reading then.
-pub fn watch(sock: &impl AsRawFd, v6: bool, seen: Seen, counter: Counter, stop: CancellationToken) {
+pub fn watch(sock: &impl AsRawFd, v6: bool, seen: Seen, counter: Counter, stop: super::Stop) {
     let Some(inode) = socket_inode(sock.as_raw_fd()) else {
         return;
     };

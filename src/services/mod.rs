@@ -5,8 +5,10 @@
 //! each `match` below.
 //!
 //! A `Bound` holds its socket behind an `Arc`, so a reload that changes only
-//! settings (timeouts, limits, payload) hands the same socket to the new
-//! service ([`Bound::with_spec`]) and no client sees the listener close.
+//! settings (timeouts, limits, payload, options a live socket takes) hands
+//! the same socket to the new service ([`Bound::with_spec`]) and no client
+//! sees the listener close. Which changes need a new socket is decided in one
+//! place, [`crate::net::change`], through [`Spec::rebind_reason`].
 
 pub mod broadcast;
 #[cfg(target_os = "linux")]
@@ -16,6 +18,7 @@ pub mod multicast;
 pub mod per_source;
 pub mod tcp_conn;
 pub mod tcp_echo;
+mod tcp_live;
 pub mod udp_echo;
 pub mod udp_guard;
 #[cfg(target_os = "linux")]
@@ -24,13 +27,15 @@ mod udp_mmsg;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use std::sync::OnceLock;
+
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{BroadcastConfig, Config, MulticastConfig, TcpEchoConfig, UdpEchoConfig};
 use crate::metrics::ServiceMetrics;
-use crate::net::Applied;
+use crate::net::{Applied, Role, change};
 
 /// One configured service, of any kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,15 +55,72 @@ pub enum Bound {
     Multicast(multicast::Bound),
 }
 
+/// Why the supervisor stops a service loop; the loop acts on it (a broadcast
+/// says goodbye only when it really goes away, a TCP listener that will close
+/// first accepts what waits in its backlog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGTERM/SIGINT: the daemon exits.
+    Shutdown,
+    /// A reload removed the service.
+    Removed,
+    /// A reload gave the service a new socket; the old one closes.
+    Replaced,
+    /// A reload keeps the socket and starts a new loop on it with new settings.
+    HandedOver,
+    /// A reload needs our socket's address for a new one (may be rolled back).
+    Paused,
+}
+
+/// The stop signal of a service loop, with the reason it was given.
+/// Derefs to the token, so loops `select!` on `ctx.stop.cancelled()`.
+#[derive(Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    reason: Arc<OnceLock<StopReason>>,
+}
+
+impl Stop {
+    /// Stops the loop; the first reason given is the one it sees.
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// The reason, once stopped; `None` for a stop from a bare token (tests).
+    pub fn reason(&self) -> Option<StopReason> {
+        self.reason.get().copied()
+    }
+}
+
+impl std::ops::Deref for Stop {
+    type Target = CancellationToken;
+    fn deref(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl From<CancellationToken> for Stop {
+    fn from(token: CancellationToken) -> Stop {
+        Stop {
+            token,
+            reason: Arc::default(),
+        }
+    }
+}
+
 /// What a running service gets from the supervisor.
 #[derive(Clone)]
 pub struct ServiceCtx {
     /// Stop accepting or receiving (the service loop ends; a reload may
-    /// restart it on the same connections after a failed rebind).
-    pub stop: CancellationToken,
+    /// restart it on the same connections with new settings or after a
+    /// failed rebind).
+    pub stop: Stop,
     /// Connections finish what was received, then close at a frame boundary.
+    /// A child of `abort` in the supervisor, so an abort always drains too.
     pub drain: CancellationToken,
-    /// Hard stop: the drain deadline passed; reset whatever is still open.
+    /// The deadline (drain or shutdown) passed: a connection at a frame
+    /// boundary closes gracefully now, one in the middle of a frame is reset.
     pub abort: CancellationToken,
     /// Connection tasks, so the supervisor can wait for them to drain.
     pub tracker: TaskTracker,
@@ -100,6 +162,15 @@ impl Spec {
         }
     }
 
+    /// Fails when another program holds the address this spec would join
+    /// with the daemon's SO_REUSEPORT default (see [`crate::net::tcp_address_free`]).
+    pub fn address_free(&self) -> Result<()> {
+        match self {
+            Spec::TcpEcho(c) => crate::net::tcp_address_free(c.listen, &c.socket),
+            _ => Ok(()),
+        }
+    }
+
     /// Creates and binds the service's sockets.
     pub fn bind(&self) -> Result<Bound> {
         Ok(match self {
@@ -110,21 +181,43 @@ impl Spec {
         })
     }
 
-    /// True when `other` can run on this spec's socket as it is: same kind,
-    /// same address and the same socket options.
-    pub fn same_socket(&self, other: &Spec) -> bool {
-        match (self, other) {
-            (Spec::TcpEcho(a), Spec::TcpEcho(b)) => a.listen == b.listen && a.socket == b.socket,
-            (Spec::UdpEcho(a), Spec::UdpEcho(b)) => a.listen == b.listen && a.socket == b.socket,
+    /// Why `other` cannot run on this spec's socket (the key that needs a new
+    /// one), or `None` when it can: same kind and address, and every socket
+    /// option that changed is one a live socket takes ([`change::classify`]).
+    pub fn rebind_reason(&self, other: &Spec) -> Option<&'static str> {
+        let (old, new, role) = match (self, other) {
+            (Spec::TcpEcho(a), Spec::TcpEcho(b)) => {
+                if a.listen != b.listen {
+                    return Some("listen");
+                }
+                (&a.socket, &b.socket, Role::TcpListener)
+            }
+            (Spec::UdpEcho(a), Spec::UdpEcho(b)) => {
+                if a.listen != b.listen {
+                    return Some("listen");
+                }
+                (&a.socket, &b.socket, Role::Udp)
+            }
             (Spec::Broadcast(a), Spec::Broadcast(b)) => {
-                a.bind == b.bind && a.destination == b.destination && a.socket == b.socket
+                if a.bind != b.bind {
+                    return Some("bind");
+                }
+                if a.destination != b.destination {
+                    return Some("destination");
+                }
+                (&a.socket, &b.socket, Role::UdpBroadcast)
             }
             (Spec::Multicast(a), Spec::Multicast(b)) => {
-                (a.group, a.port, &a.interface, a.source, &a.socket)
-                    == (b.group, b.port, &b.interface, b.source, &b.socket)
+                if (a.group, a.port, &a.interface, a.source)
+                    != (b.group, b.port, &b.interface, b.source)
+                {
+                    return Some("group");
+                }
+                (&a.socket, &b.socket, Role::UdpMulticast)
             }
-            _ => false,
-        }
+            _ => return Some("kind"),
+        };
+        change::classify(old, new, role).rebind
     }
 
     /// The address this spec binds, when it names one; reload uses it to
@@ -170,6 +263,14 @@ impl Bound {
         }
     }
 
+    /// The listening socket of a TCP service (reuseport steering during a rebind).
+    pub fn tcp_listener(&self) -> Option<socket2::SockRef<'_>> {
+        match self {
+            Bound::TcpEcho(b) => Some(b.sock()),
+            _ => None,
+        }
+    }
+
     /// Multicast groups joined, each as `group on interface [from source]`.
     pub fn groups(&self) -> Vec<String> {
         match self {
@@ -178,7 +279,8 @@ impl Bound {
         }
     }
 
-    /// The same socket under a new spec (see [`Spec::same_socket`]).
+    /// The same socket under a new spec (see [`Spec::rebind_reason`]). Has
+    /// no effect on what runs until [`Bound::reconfigure`] and `run`.
     pub fn with_spec(&self, spec: &Spec) -> Option<Bound> {
         Some(match (self, spec) {
             (Bound::TcpEcho(b), Spec::TcpEcho(c)) => Bound::TcpEcho(b.with_config(c)),
@@ -187,6 +289,29 @@ impl Bound {
             (Bound::Multicast(b), Spec::Multicast(c)) => Bound::Multicast(b.with_config(c)),
             _ => return None,
         })
+    }
+
+    /// Applies to the live socket the options of this (handed over) spec that
+    /// changed from `old` and need no new socket; accepted TCP connections
+    /// inherit them from the next accept on.
+    pub fn reconfigure(&self, old: &Spec) -> Result<()> {
+        let (sock, new_o, old_o, role) = match (self, old) {
+            (Bound::TcpEcho(b), Spec::TcpEcho(o)) => {
+                (b.sock(), &b.cfg().socket, &o.socket, Role::TcpListener)
+            }
+            (Bound::UdpEcho(b), Spec::UdpEcho(o)) => {
+                (b.sock(), &b.cfg().socket, &o.socket, Role::Udp)
+            }
+            (Bound::Broadcast(b), Spec::Broadcast(o)) => {
+                (b.sock(), &b.cfg().socket, &o.socket, Role::UdpBroadcast)
+            }
+            (Bound::Multicast(b), Spec::Multicast(o)) => {
+                (b.sock(), &b.cfg().socket, &o.socket, Role::UdpMulticast)
+            }
+            _ => return Ok(()),
+        };
+        let keys = change::classify(old_o, new_o, role).in_place;
+        change::apply_in_place(sock, self.local_addr(), new_o, role, &keys)
     }
 
     /// Serves until `ctx.stop`, then finishes in-flight work.

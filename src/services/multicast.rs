@@ -222,6 +222,14 @@ impl Bound {
         }
     }
 
+    pub(crate) fn cfg(&self) -> &MulticastConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn sock(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(&self.joined.socket)
+    }
+
     /// Receives the next datagram into `buf` (65536 bytes hold any).
     #[cfg(not(windows))]
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Datagram> {

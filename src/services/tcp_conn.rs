@@ -19,7 +19,17 @@
 //! Ends: EOF at a boundary (half-close: we shut our write side after echoing
 //! everything), EOF mid-frame, an oversized header, idle or frame timeout, a
 //! write that stalls for `idle_timeout`, a graceful stop (echo what already
-//! arrived, then FIN), or an abort at the drain deadline (RST).
+//! arrived, then FIN), or the drain/shutdown deadline: at a frame boundary
+//! that is a graceful stop too, in the middle of a frame (or of a write) a
+//! reset, counted as `reset_at_deadline`.
+//!
+//! Wherever we close first (graceful stop, deadline, idle/frame timeout, an
+//! oversized frame) the close is a lingering one ([`linger`]): FIN, then
+//! read and discard for up to [`LINGER`], so unread input in our socket
+//! never turns the close into an RST that wipes the client's unread echoes.
+//!
+//! Timeouts and the frame limit are read from [`Live`] at each use, so a
+//! reload changes them for connections already open.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,11 +39,11 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Span, debug, info};
 
 use super::ServiceCtx;
+use super::tcp_live::{Live, Pool};
 use crate::config::TcpEchoConfig;
 use crate::flood::Flood;
 use crate::frame::{FrameError, FrameFormat};
@@ -48,14 +58,21 @@ const MAX_READ: usize = 64 * 1024;
 /// others on its runtime thread (and the timers get checked).
 const TURN_READS: u32 = 32;
 const TURN_BYTES: u32 = 512 * 1024;
+/// How long a connection we close keeps reading (and discarding) after its
+/// FIN, so the peer can read its echoes before our close could reset it.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 pub(crate) struct Conn {
+    /// Length field width and byte order; the limit comes from `live`.
     pub format: FrameFormat,
+    /// The config at accept time (socket options of this connection).
     pub cfg: Arc<TcpEchoConfig>,
+    /// Timeouts and frame limit as the latest reload set them.
+    pub live: Arc<Live>,
     pub ctx: ServiceCtx,
-    /// `max_connections`: the accept loop takes a permit and forgets it; the
+    /// `max_connections`: the accept loop takes a place and forgets it; the
     /// connection gives it back when it ends ([`Slot`]).
-    pub permits: Arc<Semaphore>,
+    pub pool: Arc<Pool>,
     /// The service's span: a connection without a span of its own (below
     /// debug level) enters it only to log its end, so its task carries no
     /// span while it idles.
@@ -70,7 +87,10 @@ enum End {
     Eof,
     /// Graceful stop: what had arrived was echoed, then FIN.
     Drained,
-    Aborted,
+    /// The deadline passed in the middle of a frame or of a write.
+    Aborted {
+        pending: usize,
+    },
     EofMidFrame {
         pending: usize,
     },
@@ -91,18 +111,23 @@ impl Conn {
     /// is rounded up to 128 B): locals that live across an `.await` are kept
     /// few on purpose, and the peer's address is asked of the socket when logged.
     pub async fn serve(self: Arc<Self>, mut stream: TcpStream, in_span: bool) {
-        let _slot = Slot(&self.permits);
+        let _slot = Slot(&self.pool);
         self.ctx.metrics.active.inc();
         let end = self.echo(&mut stream).await;
         let _entered = (!in_span).then(|| self.span.enter());
         let m = &self.ctx.metrics;
         m.active.dec();
-        let (cfg, fmt) = (&self.cfg, &self.format);
+        let (live, fmt) = (&self.live, &self.format);
+        let lingering = matches!(
+            end,
+            Ok(End::Drained | End::TooLarge(_) | End::IdleTimeout | End::FrameTimeout { .. })
+        );
         match end {
             Ok(End::Eof) => debug!("closed by peer"),
-            Ok(End::Drained) => debug!("drained at shutdown"),
-            Ok(End::Aborted) => {
-                debug!("reset at drain deadline");
+            Ok(End::Drained) => debug!("drained"),
+            Ok(End::Aborted { pending }) => {
+                info!(peer = %Peer::of(&stream), pending_bytes = pending, "deadline passed in the middle of a frame; resetting connection");
+                m.drop_counter("reset_at_deadline").inc();
                 net::reset_on_close(&stream);
             }
             // Lines a peer can provoke once per connection go through the service's
@@ -122,25 +147,29 @@ impl Conn {
             Ok(End::IdleTimeout) => {
                 m.drop_counter("idle_timeout").inc();
                 self.flood.hit("idle_timeout", |suppressed| {
-                    info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, suppressed, "idle timeout; closing connection")
+                    info!(peer = %Peer::of(&stream), idle_timeout = ?live.idle_timeout(), suppressed, "idle timeout; closing connection")
                 });
             }
             Ok(End::FrameTimeout { pending }) => {
                 m.drop_counter("frame_timeout").inc();
                 self.flood.hit("frame_timeout", |suppressed| {
-                    info!(peer = %Peer::of(&stream), pending_bytes = pending, frame_timeout = ?cfg.frame_timeout, suppressed, "frame not completed in time; closing connection")
+                    info!(peer = %Peer::of(&stream), pending_bytes = pending, frame_timeout = ?live.frame_timeout(), suppressed, "frame not completed in time; closing connection")
                 });
             }
             Ok(End::WriteStalled) => {
                 m.drop_counter("write_stalled").inc();
                 self.flood.hit("write_stalled", |suppressed| {
-                    info!(peer = %Peer::of(&stream), idle_timeout = ?cfg.idle_timeout, suppressed, "peer stopped reading; closing connection")
+                    info!(peer = %Peer::of(&stream), idle_timeout = ?live.idle_timeout(), suppressed, "peer stopped reading; closing connection")
                 });
             }
             Err(e) => {
                 debug!(peer = %Peer::of(&stream), error = %e, "connection error");
                 m.error_counter(io_kind(&e)).inc();
             }
+        }
+        if lingering {
+            // Boxed: only closing connections pay for its state.
+            Box::pin(linger(&mut stream)).await;
         }
         // A non-zero SO_LINGER makes close() block until the data is sent or
         // the linger time passes, even on a non-blocking socket (Linux): never
@@ -158,11 +187,13 @@ impl Conn {
         let mut buf = BytesMut::new();
         let mut read_size = MIN_READ as u32;
         let mut draining = self.ctx.drain.is_cancelled();
+        // The deadline passed: take what already arrived, then close (or reset mid-frame).
+        let mut deadline = false;
         // One timer, reset lazily: activity only records a time; when the
         // timer fires we check whether a deadline really passed.
         let mut last_activity = Instant::now();
         let mut frame_started: Option<Instant> = None;
-        let timer = tokio::time::sleep(self.cfg.idle_timeout);
+        let timer = tokio::time::sleep(self.live.idle_timeout());
         tokio::pin!(timer);
 
         // The last read returned data, so the socket may hold more: try it
@@ -179,25 +210,31 @@ impl Conn {
                     buf = BytesMut::new();
                 }
             }
-            // When draining with nothing pending we only take what already arrived.
-            let wait = !(draining && buf.is_empty());
+            // When draining with nothing pending, or past the deadline, we only
+            // take what already arrived.
+            let wait = !(deadline || (draining && buf.is_empty()));
             let fast = wait && maybe_more && turn_reads < TURN_READS && turn_bytes < TURN_BYTES;
             if fast {
                 if self.ctx.abort.is_cancelled() {
-                    return Ok(End::Aborted);
+                    deadline = true;
+                    continue;
                 }
                 if !draining && self.ctx.drain.is_cancelled() {
                     draining = true;
                     continue;
                 }
             } else if !wait {
-                // Draining with nothing pending: we take only what already arrived, but a
-                // peer that keeps sending could keep us here, so the deadline and the
-                // per-turn cap still apply.
-                if self.ctx.abort.is_cancelled() {
-                    return Ok(End::Aborted);
+                // We take only what already arrived, but a peer that keeps sending
+                // could keep us here: the per-turn cap yields before the deadline
+                // and ends the connection after it.
+                if !deadline && self.ctx.abort.is_cancelled() {
+                    deadline = true;
+                    (turn_reads, turn_bytes) = (0, 0);
                 }
                 if turn_reads >= TURN_READS || turn_bytes >= TURN_BYTES {
+                    if deadline {
+                        return self.close_at_deadline(stream, buf.len()).await;
+                    }
                     tokio::task::yield_now().await;
                     (turn_reads, turn_bytes) = (0, 0);
                 }
@@ -210,17 +247,17 @@ impl Conn {
                 tokio::select! {
                     biased;
                     // One cancellation waiter at a time (each costs memory on every idle
-                    // connection): the supervisor cancels `abort` only after `drain`
-                    // (daemon.rs, reload.rs), so before draining `drain` is the one to watch.
+                    // connection): `drain` is a child of `abort` (daemon.rs), so before
+                    // draining `drain` is the one to watch.
                     _ = if draining { &self.ctx.abort } else { &self.ctx.drain }.cancelled() => {
                         if draining {
-                            return Ok(End::Aborted);
+                            deadline = true;
                         }
                         draining = true;
                         continue;
                     }
                     _ = &mut timer => {
-                        let (idle, frame_timeout) = (self.cfg.idle_timeout, self.cfg.frame_timeout);
+                        let (idle, frame_timeout) = (self.live.idle_timeout(), self.live.frame_timeout());
                         let now = Instant::now();
                         if frame_started.is_some_and(|t| now >= t + frame_timeout) {
                             return Ok(End::FrameTimeout { pending: buf.len() });
@@ -249,8 +286,7 @@ impl Conn {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !wait {
-                        stream.shutdown().await?;
-                        return Ok(End::Drained);
+                        return self.close_at_deadline(stream, buf.len()).await;
                     }
                     maybe_more = false;
                     continue;
@@ -267,7 +303,11 @@ impl Conn {
             let m = &self.ctx.metrics;
             m.bytes_in.inc_by(n as u64);
 
-            let scan = self.format.scan(&buf);
+            let format = FrameFormat {
+                max_frame: self.live.max_frame(),
+                ..self.format
+            };
+            let scan = format.scan(&buf);
             // Only this much of the scan lives across the write: its error is found again after.
             let (complete, frames, bad) = (scan.complete, scan.frames, scan.error.is_some());
             if complete > 0 {
@@ -284,17 +324,27 @@ impl Conn {
                 buf.advance(complete);
                 frame_started = None;
             }
-            if bad && let Some(e) = self.format.scan(&buf).error {
+            if bad && let Some(e) = format.scan(&buf).error {
                 return Ok(End::TooLarge(e));
             }
             if !buf.is_empty() && frame_started.is_none() {
                 frame_started = Some(last_activity);
-                let due = last_activity + self.cfg.frame_timeout;
+                let due = last_activity + self.live.frame_timeout();
                 if due < timer.deadline() {
                     timer.as_mut().reset(due);
                 }
             }
         }
+    }
+
+    /// Nothing more to take: at a frame boundary a graceful close (FIN; the
+    /// lingering read follows in `serve`), else the deadline cut a frame.
+    async fn close_at_deadline(&self, stream: &mut TcpStream, pending: usize) -> io::Result<End> {
+        if pending > 0 {
+            return Ok(End::Aborted { pending });
+        }
+        stream.shutdown().await?;
+        Ok(End::Drained)
     }
 
     /// Writes `out` fully, or says why it could not: the peer accepted
@@ -325,11 +375,11 @@ impl Conn {
 
     /// The slow path of [`Self::write_back`]: wait for room in the socket buffer.
     async fn write_rest(&self, stream: &mut TcpStream, mut out: &[u8]) -> io::Result<Option<End>> {
-        let stall = self.cfg.idle_timeout.max(Duration::from_millis(1));
+        let stall = self.live.idle_timeout().max(Duration::from_millis(1));
         while !out.is_empty() {
             tokio::select! {
                 biased;
-                _ = self.ctx.abort.cancelled() => return Ok(Some(End::Aborted)),
+                _ = self.ctx.abort.cancelled() => return Ok(Some(End::Aborted { pending: out.len() })),
                 _ = tokio::time::sleep(stall) => return Ok(Some(End::WriteStalled)),
                 r = stream.writable() => r?,
             }
@@ -346,12 +396,34 @@ impl Conn {
 /// A connection's place under `max_connections`, given back when it ends
 /// (also on a panic). A reference, not an `OwnedSemaphorePermit`: 8 B less
 /// on every idle connection.
-struct Slot<'a>(&'a Semaphore);
+struct Slot<'a>(&'a Pool);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.add_permits(1);
+        self.0.release();
     }
+}
+
+/// A lingering close: shut our write side (FIN after every echo), then read
+/// and discard until the peer closes or [`LINGER`] passes, so that input we
+/// never read cannot make close() send an RST over the peer's unread echoes.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
 }
 
 /// The peer's address for the end-of-connection log line; after a reset the

@@ -9,9 +9,18 @@
 //! (`per_source.rs`) is reset at once and counted (`denied`,
 //! `per_source_limit`, `per_source_rate`); the others are unaffected.
 //!
+//! Reload: a loop stopped to hand its listener over ends at once (the new
+//! loop accepts from the same queue). A loop whose listener is about to close
+//! (removed, replaced, paused, shutdown) first accepts every connection still
+//! in its backlog and serves it, so no queued client is reset. A replacement
+//! bound beside it on the same address (SO_REUSEPORT, Linux) already takes
+//! every new connection (`net::tcp_listener` steers them to the newest).
+//!
 //! Accept errors never end the service: running out of descriptors or memory
 //! (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off with a growing sleep and a
-//! rate-limited warning instead of spinning; per-connection errors retry at once.
+//! rate-limited warning instead of spinning (after first spending the loop's
+//! spare descriptor, `rlimit::Spare`, on one more accept); per-connection
+//! errors retry at once.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,18 +29,20 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use prometheus_client::metrics::counter::Counter;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, Span, debug, debug_span, info, warn};
 
 use super::per_source::{Refusal, SourceSlot, Sources};
-use super::{ServiceCtx, tcp_conn};
+use super::tcp_live::{Live, Pool};
+use super::{ServiceCtx, StopReason, tcp_conn};
 use crate::acl;
 use crate::config::TcpEchoConfig;
 use crate::flood::Flood;
 use crate::frame::FrameFormat;
 use crate::logging::RateLimited;
 use crate::net::{self, Role};
+use crate::rlimit::Spare;
 
 /// A bound TCP echo listener.
 #[derive(Clone)]
@@ -39,10 +50,13 @@ pub struct Bound {
     cfg: Arc<TcpEchoConfig>,
     listener: Arc<TcpListener>,
     local: SocketAddr,
-    /// `max_connections`, shared with the service this one is handed over to
-    /// when the limit stays the same, so old and new connections count together.
-    permits: Arc<Semaphore>,
-    /// Open connections per source, shared like `permits` across a reload's handover.
+    /// Timeouts and frame limit, shared with every connection and with the
+    /// service this one is handed over to, so a reload changes them in place.
+    live: Arc<Live>,
+    /// `max_connections`, shared the same way: old and new connections count
+    /// together, and a reload resizes it.
+    pool: Arc<Pool>,
+    /// Open connections per source, shared like `pool` across a reload's handover.
     sources: Sources,
 }
 
@@ -54,7 +68,8 @@ pub fn bind(cfg: &TcpEchoConfig) -> Result<Bound> {
         cfg: Arc::new(cfg.clone()),
         listener: Arc::new(listener),
         local,
-        permits: Arc::new(Semaphore::new(cfg.max_connections as usize)),
+        live: Arc::new(Live::new(cfg)),
+        pool: Arc::new(Pool::new(cfg.max_connections)),
         sources: Sources::default(),
     })
 }
@@ -69,20 +84,30 @@ impl Bound {
         self.local
     }
 
-    /// The same listener under new settings (a reload's handover). With the
-    /// same `max_connections` the connections still draining under the old
-    /// settings keep counting against it; a changed limit starts a new count.
+    /// The same listener under new settings (a reload's handover); nothing
+    /// changes for running connections until `run` starts. A new framing
+    /// (length field, byte order) cannot apply mid-stream: open connections
+    /// keep theirs, with the settings they had.
     pub fn with_config(&self, cfg: &TcpEchoConfig) -> Bound {
-        let permits = if cfg.max_connections == self.cfg.max_connections {
-            self.permits.clone()
-        } else {
-            Arc::new(Semaphore::new(cfg.max_connections as usize))
-        };
+        let same_framing = (cfg.length_field_bytes, cfg.byte_order)
+            == (self.cfg.length_field_bytes, self.cfg.byte_order);
         Bound {
             cfg: Arc::new(cfg.clone()),
-            permits,
+            live: if same_framing {
+                self.live.clone()
+            } else {
+                Arc::new(Live::new(cfg))
+            },
             ..self.clone()
         }
+    }
+
+    pub(crate) fn cfg(&self) -> &TcpEchoConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn sock(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(&*self.listener)
     }
 
     pub fn report(&self) -> Vec<net::Applied> {
@@ -95,24 +120,30 @@ impl Bound {
     }
 
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
-        let cfg = self.cfg;
+        let cfg = self.cfg.clone();
         let format = FrameFormat {
             width: cfg.length_field_bytes,
             order: cfg.byte_order,
             max_frame: cfg.frame_limit(),
         };
-        let permits = self.permits;
+        // A handover's new settings reach open connections here, not before:
+        // a reload that fails after planning changes nothing.
+        self.live.set(&cfg);
+        self.pool.resize(cfg.max_connections);
+        let pool = self.pool.clone();
         let exhausted = ctx.metrics.error_counter("accept_resources");
         let mut backoff = MIN_BACKOFF;
         let mut warn_limit = RateLimited::new(Duration::from_secs(5));
+        let mut spare = Spare::open();
         // One copy of what every connection reads, shared: a connection holds only an Arc to it.
         let flood = Flood::new();
         let gate = Gate::new(&ctx, self.sources.clone(), flood.clone());
         let shared = Arc::new(tcp_conn::Conn {
             format,
             cfg: cfg.clone(),
+            live: self.live.clone(),
             ctx: ctx.clone(),
-            permits: permits.clone(),
+            pool: pool.clone(),
             span: Span::current(),
             flood,
         });
@@ -120,7 +151,7 @@ impl Bound {
             let permit = tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
-                p = permits.acquire() => p.expect("semaphore is never closed"),
+                p = pool.acquire() => p,
             };
             let accepted = tokio::select! {
                 biased;
@@ -130,10 +161,15 @@ impl Bound {
             let (stream, peer) = match accepted {
                 Ok(ok) => {
                     backoff = MIN_BACKOFF;
+                    spare.refill();
                     ok
                 }
                 Err(e) if is_resource_exhaustion(&e) => {
                     exhausted.inc();
+                    if spare.release() {
+                        // The spare descriptor is free now: one more accept can succeed.
+                        continue;
+                    }
                     if let Some(suppressed) = warn_limit.allow() {
                         warn!(error = %e, max_connections = cfg.max_connections, backoff_ms = backoff.as_millis() as u64, suppressed,
                             "accept failed: out of descriptors or memory; backing off (raise the fd limit, ulimit -n, or lower max_connections)");
@@ -151,43 +187,98 @@ impl Bound {
                     continue;
                 }
             };
-            let Some(source) = gate.admit(&cfg, peer) else {
-                // Refused by an access list or a per-source limit (counted, logged
-                // rate-limited): closed at once with a reset, its permit given back.
-                net::reset_on_close(&stream);
-                continue;
-            };
-            if let Err(e) = net::apply_accepted(&stream, &cfg.socket) {
-                debug!(%peer, error = %e, "could not set connection options; closing");
-                continue;
-            }
-            // The connection gives the permit back when it ends (tcp_conn::Slot).
+            // The connection gives the place back when it ends (tcp_conn::Slot).
             permit.forget();
-            ctx.metrics.accepted.inc();
-            // A span per connection costs ~400 B of registry memory on every idle
-            // connection, so it exists at debug level only; otherwise the connection
-            // logs its end in its service's span (its info lines name the peer themselves).
-            let span = debug_span!("conn", %peer);
-            let conn = shared.clone();
-            if span.is_disabled() {
-                ctx.tracker
-                    .spawn(holding(source, conn.serve(stream, false)));
-            } else {
-                ctx.tracker
-                    .spawn(holding(source, conn.serve(stream, true)).instrument(span));
-            }
+            admit(&shared, &gate, stream, peer);
+        }
+        if ctx.stop.reason() != Some(StopReason::HandedOver) {
+            self.accept_backlog(&shared, &gate).await;
         }
         Ok(())
     }
+
+    /// The listener closes after this: accept and serve every connection
+    /// still in its queue (under `max_connections` or not: they are here).
+    async fn accept_backlog(&self, shared: &Arc<tcp_conn::Conn>, gate: &Gate) {
+        let mut taken = 0usize;
+        // Two passes: a handshake that began before a replacement took over
+        // the address completes within microseconds on the same host; the
+        // short wait lets it land in our queue rather than be reset.
+        for pass in 0..2 {
+            if pass == 1 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            while let Some((stream, peer)) = self.accept_queued() {
+                self.pool.take_anyway();
+                admit(shared, gate, stream, peer);
+                taken += 1;
+            }
+        }
+        if taken > 0 {
+            debug!(
+                connections = taken,
+                "accepted the listener's backlog before closing it"
+            );
+        }
+    }
+
+    /// One connection from the accept queue without waiting, if there is one.
+    fn accept_queued(&self) -> Option<(TcpStream, SocketAddr)> {
+        let (sock, peer) = self.sock().accept().ok()?;
+        let peer = peer.as_socket()?;
+        sock.set_nonblocking(true).ok()?;
+        let stream = TcpStream::from_std(std::net::TcpStream::from(sock)).ok()?;
+        Some((stream, peer))
+    }
 }
 
-/// Who may stay connected: the access lists, then the per-source limits.
+/// Starts serving one accepted connection on the service's tracker, unless
+/// the gate refuses it (reset at once, its place in the pool given back).
+fn admit(shared: &Arc<tcp_conn::Conn>, gate: &Gate, stream: TcpStream, peer: SocketAddr) {
+    let ctx = &shared.ctx;
+    let Some(held) = gate.admit(&shared.cfg, peer) else {
+        // Refused by an access list or a per-source limit (counted, logged rate-limited).
+        net::reset_on_close(&stream);
+        shared.pool.release();
+        return;
+    };
+    if let Err(e) = net::apply_accepted(&stream, &shared.cfg.socket) {
+        debug!(%peer, error = %e, "could not set connection options; closing");
+        shared.pool.release();
+        return;
+    }
+    ctx.metrics.accepted.inc();
+    // A span per connection costs ~400 B of registry memory on every idle
+    // connection, so it exists at debug level only; otherwise the connection
+    // logs its end in its service's span (its info lines name the peer themselves).
+    let span = debug_span!("conn", %peer);
+    let conn = shared.clone();
+    if span.is_disabled() {
+        ctx.tracker.spawn(holding(held, conn.serve(stream, false)));
+    } else {
+        ctx.tracker
+            .spawn(holding(held, conn.serve(stream, true)).instrument(span));
+    }
+}
+
+/// Who may stay connected: the access lists, the per-source limits, then
+/// the process's descriptor budget for TCP connections (`rlimit`).
 struct Gate {
     sources: Sources,
+    budget: Option<Arc<Semaphore>>,
     denied: Counter,
     per_source: Counter,
     per_rate: Counter,
+    over_budget: Counter,
     flood: Flood,
+}
+
+/// What an admitted connection holds until it ends.
+struct Held {
+    /// Its place in its source's count (None when no per-source limit is set).
+    _source: Option<SourceSlot>,
+    /// Its descriptor from the process-wide budget.
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 impl Gate {
@@ -195,16 +286,17 @@ impl Gate {
         let m = &ctx.metrics;
         Gate {
             sources,
+            budget: crate::rlimit::connection_budget(),
             denied: m.drop_counter("denied"),
             per_source: m.drop_counter(Refusal::Open.reason()),
             per_rate: m.drop_counter(Refusal::Rate.reason()),
+            over_budget: m.drop_counter("descriptor_budget"),
             flood,
         }
     }
 
-    /// `Some` with the connection's place in its source's count (`None`
-    /// inside when no per-source limit is set), or `None` when refused.
-    fn admit(&self, cfg: &TcpEchoConfig, peer: SocketAddr) -> Option<Option<SourceSlot>> {
+    /// What the connection holds while it runs, or `None` when it is refused (counted, logged rate-limited).
+    fn admit(&self, cfg: &TcpEchoConfig, peer: SocketAddr) -> Option<Held> {
         if !acl::permits(&cfg.allow, &cfg.deny, peer.ip()) {
             self.denied.inc();
             self.flood.hit("denied", |suppressed| {
@@ -212,32 +304,50 @@ impl Gate {
             });
             return None;
         }
-        if !Sources::limits(cfg) {
-            return Some(None);
-        }
-        match self.sources.admit(peer.ip(), cfg) {
-            Ok(slot) => Some(Some(slot)),
-            Err(why) => {
-                let counter = match why {
-                    Refusal::Open => &self.per_source,
-                    Refusal::Rate => &self.per_rate,
-                };
-                counter.inc();
-                self.flood.hit(why.reason(), |suppressed| {
-                    info!(%peer, max_connections_per_source = cfg.max_connections_per_source,
-                        max_connections_per_second_per_source = ?cfg.max_connections_per_second_per_source,
-                        source_prefix_v6 = cfg.source_prefix_v6, reason = why.reason(), suppressed,
-                        "connection refused: per-source limit reached")
-                });
-                None
+        let source = if Sources::limits(cfg) {
+            match self.sources.admit(peer.ip(), cfg) {
+                Ok(slot) => Some(slot),
+                Err(why) => {
+                    let counter = match why {
+                        Refusal::Open => &self.per_source,
+                        Refusal::Rate => &self.per_rate,
+                    };
+                    counter.inc();
+                    self.flood.hit(why.reason(), |suppressed| {
+                        info!(%peer, max_connections_per_source = cfg.max_connections_per_source,
+                            max_connections_per_second_per_source = ?cfg.max_connections_per_second_per_source,
+                            source_prefix_v6 = cfg.source_prefix_v6, reason = why.reason(), suppressed,
+                            "connection refused: per-source limit reached")
+                    });
+                    return None;
+                }
             }
-        }
+        } else {
+            None
+        };
+        let budget = match &self.budget {
+            Some(b) => match b.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.over_budget.inc();
+                    self.flood.hit("descriptor_budget", |suppressed| {
+                        warn!(%peer, suppressed, "connection refused: the TCP services hold their whole share of the descriptor limit (see the descriptor budget warning at start)")
+                    });
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(Held {
+            _source: source,
+            _budget: budget,
+        })
     }
 }
 
-/// Runs `f` holding the connection's per-source place, given back when it ends.
-async fn holding(source: Option<SourceSlot>, f: impl Future<Output = ()>) {
-    let _source = source;
+/// Runs `f` holding what the connection took at accept, given back when it ends.
+async fn holding(held: Held, f: impl Future<Output = ()>) {
+    let _held = held;
     f.await
 }
 

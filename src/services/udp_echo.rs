@@ -65,6 +65,14 @@ impl Bound {
         }
     }
 
+    pub(crate) fn cfg(&self) -> &UdpEchoConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn sock(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(&*self.socket)
+    }
+
     pub fn report(&self) -> Vec<net::Applied> {
         net::read_back(
             socket2::SockRef::from(&*self.socket),

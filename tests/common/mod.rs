@@ -181,6 +181,25 @@ impl Daemon {
         }
     }
 
+    /// Waits until at least `n` log lines match `pred`.
+    pub fn wait_log_count(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.count_logs(&pred) >= n {
+                return true;
+            }
+            if Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Number of log lines matching `pred`.
     pub fn count_logs(&self, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
         self.logs.lock().unwrap().iter().filter(|l| pred(l)).count()

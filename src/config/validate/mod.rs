@@ -144,6 +144,15 @@ fn daemon(cfg: &Config, out: &mut Issues) {
             message: "[daemon]: shutdown_timeout is over 1h; keep it under your supervisor's kill timeout (docker stop waits 10s)".into(),
         });
     }
+    if cfg.daemon.drain_timeout > MAX_TIMER {
+        out.0.push(Issue {
+            kind: None,
+            index: 0,
+            section: "daemon",
+            keys: vec!["drain_timeout"],
+            message: "[daemon]: drain_timeout is over 24h; retired connections would be kept almost forever; use at most \"24h\"".into(),
+        });
+    }
 }
 
 /// `[admin]` limits, and its address against the TCP services' (the same
