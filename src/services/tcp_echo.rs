@@ -11,7 +11,9 @@
 //!
 //! Accept errors never end the service: running out of descriptors or memory
 //! (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off with a growing sleep and a
-//! rate-limited warning instead of spinning; per-connection errors retry at once.
+//! rate-limited warning instead of spinning (after first spending the loop's
+//! spare descriptor, `rlimit::Spare`, on one more accept); per-connection
+//! errors retry at once.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, Span, debug, debug_span, info, warn};
 
 use super::per_source::{Refusal, SourceSlot, Sources};
@@ -32,6 +34,7 @@ use crate::flood::Flood;
 use crate::frame::FrameFormat;
 use crate::logging::RateLimited;
 use crate::net::{self, Role};
+use crate::rlimit::Spare;
 
 /// A bound TCP echo listener.
 #[derive(Clone)]
@@ -105,6 +108,7 @@ impl Bound {
         let exhausted = ctx.metrics.error_counter("accept_resources");
         let mut backoff = MIN_BACKOFF;
         let mut warn_limit = RateLimited::new(Duration::from_secs(5));
+        let mut spare = Spare::open();
         // One copy of what every connection reads, shared: a connection holds only an Arc to it.
         let flood = Flood::new();
         let gate = Gate::new(&ctx, self.sources.clone(), flood.clone());
@@ -130,10 +134,15 @@ impl Bound {
             let (stream, peer) = match accepted {
                 Ok(ok) => {
                     backoff = MIN_BACKOFF;
+                    spare.refill();
                     ok
                 }
                 Err(e) if is_resource_exhaustion(&e) => {
                     exhausted.inc();
+                    if spare.release() {
+                        // The spare descriptor is free now: one more accept can succeed.
+                        continue;
+                    }
                     if let Some(suppressed) = warn_limit.allow() {
                         warn!(error = %e, max_connections = cfg.max_connections, backoff_ms = backoff.as_millis() as u64, suppressed,
                             "accept failed: out of descriptors or memory; backing off (raise the fd limit, ulimit -n, or lower max_connections)");
@@ -151,7 +160,7 @@ impl Bound {
                     continue;
                 }
             };
-            let Some(source) = gate.admit(&cfg, peer) else {
+            let Some(held) = gate.admit(&cfg, peer) else {
                 // Refused by an access list or a per-source limit (counted, logged
                 // rate-limited): closed at once with a reset, its permit given back.
                 net::reset_on_close(&stream);
@@ -170,24 +179,34 @@ impl Bound {
             let span = debug_span!("conn", %peer);
             let conn = shared.clone();
             if span.is_disabled() {
-                ctx.tracker
-                    .spawn(holding(source, conn.serve(stream, false)));
+                ctx.tracker.spawn(holding(held, conn.serve(stream, false)));
             } else {
                 ctx.tracker
-                    .spawn(holding(source, conn.serve(stream, true)).instrument(span));
+                    .spawn(holding(held, conn.serve(stream, true)).instrument(span));
             }
         }
         Ok(())
     }
 }
 
-/// Who may stay connected: the access lists, then the per-source limits.
+/// Who may stay connected: the access lists, the per-source limits, then
+/// the process's descriptor budget for TCP connections (`rlimit`).
 struct Gate {
     sources: Sources,
+    budget: Option<Arc<Semaphore>>,
     denied: Counter,
     per_source: Counter,
     per_rate: Counter,
+    over_budget: Counter,
     flood: Flood,
+}
+
+/// What an admitted connection holds until it ends.
+struct Held {
+    /// Its place in its source's count (None when no per-source limit is set).
+    _source: Option<SourceSlot>,
+    /// Its descriptor from the process-wide budget.
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 impl Gate {
@@ -195,16 +214,17 @@ impl Gate {
         let m = &ctx.metrics;
         Gate {
             sources,
+            budget: crate::rlimit::connection_budget(),
             denied: m.drop_counter("denied"),
             per_source: m.drop_counter(Refusal::Open.reason()),
             per_rate: m.drop_counter(Refusal::Rate.reason()),
+            over_budget: m.drop_counter("descriptor_budget"),
             flood,
         }
     }
 
-    /// `Some` with the connection's place in its source's count (`None`
-    /// inside when no per-source limit is set), or `None` when refused.
-    fn admit(&self, cfg: &TcpEchoConfig, peer: SocketAddr) -> Option<Option<SourceSlot>> {
+    /// What the connection holds while it runs, or `None` when it is refused (counted, logged rate-limited).
+    fn admit(&self, cfg: &TcpEchoConfig, peer: SocketAddr) -> Option<Held> {
         if !acl::permits(&cfg.allow, &cfg.deny, peer.ip()) {
             self.denied.inc();
             self.flood.hit("denied", |suppressed| {
@@ -212,32 +232,50 @@ impl Gate {
             });
             return None;
         }
-        if !Sources::limits(cfg) {
-            return Some(None);
-        }
-        match self.sources.admit(peer.ip(), cfg) {
-            Ok(slot) => Some(Some(slot)),
-            Err(why) => {
-                let counter = match why {
-                    Refusal::Open => &self.per_source,
-                    Refusal::Rate => &self.per_rate,
-                };
-                counter.inc();
-                self.flood.hit(why.reason(), |suppressed| {
-                    info!(%peer, max_connections_per_source = cfg.max_connections_per_source,
-                        max_connections_per_second_per_source = ?cfg.max_connections_per_second_per_source,
-                        source_prefix_v6 = cfg.source_prefix_v6, reason = why.reason(), suppressed,
-                        "connection refused: per-source limit reached")
-                });
-                None
+        let source = if Sources::limits(cfg) {
+            match self.sources.admit(peer.ip(), cfg) {
+                Ok(slot) => Some(slot),
+                Err(why) => {
+                    let counter = match why {
+                        Refusal::Open => &self.per_source,
+                        Refusal::Rate => &self.per_rate,
+                    };
+                    counter.inc();
+                    self.flood.hit(why.reason(), |suppressed| {
+                        info!(%peer, max_connections_per_source = cfg.max_connections_per_source,
+                            max_connections_per_second_per_source = ?cfg.max_connections_per_second_per_source,
+                            source_prefix_v6 = cfg.source_prefix_v6, reason = why.reason(), suppressed,
+                            "connection refused: per-source limit reached")
+                    });
+                    return None;
+                }
             }
-        }
+        } else {
+            None
+        };
+        let budget = match &self.budget {
+            Some(b) => match b.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.over_budget.inc();
+                    self.flood.hit("descriptor_budget", |suppressed| {
+                        warn!(%peer, suppressed, "connection refused: the TCP services hold their whole share of the descriptor limit (see the descriptor budget warning at start)")
+                    });
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(Held {
+            _source: source,
+            _budget: budget,
+        })
     }
 }
 
-/// Runs `f` holding the connection's per-source place, given back when it ends.
-async fn holding(source: Option<SourceSlot>, f: impl Future<Output = ()>) {
-    let _source = source;
+/// Runs `f` holding what the connection took at accept, given back when it ends.
+async fn holding(held: Held, f: impl Future<Output = ()>) {
+    let _held = held;
     f.await
 }
 
