@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{WAIT, frame};
 
-/// A TCP connection to `to` from `from` (an address with port 0).
+/// A TCP connection to `to` from the IP address `from` (any port).
 pub fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
     try_tcp_from(from, to).unwrap_or_else(|e| panic!("connect {from} -> {to}: {e}"))
 }
@@ -17,7 +17,7 @@ pub fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
 /// connection right after accept may do so before the client's connect
 /// returns, which then reports ECONNRESET.
 pub fn try_tcp_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let from: SocketAddr = format!("{from}:0").parse().unwrap();
+    let from = SocketAddr::new(from.parse().expect("a source IP address"), 0);
     let s = socket2::Socket::new(
         socket2::Domain::for_address(to),
         socket2::Type::STREAM,
