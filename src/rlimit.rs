@@ -30,7 +30,7 @@ pub const RESERVE: u64 = 64;
 
 /// Descriptors the TCP services' connections may hold together, set once at
 /// start by [`prepare`]: the limit less the admin endpoint's share, one
-/// socket per service and [`RESERVE`].
+/// socket per service and [`RESERVE`] (at least a quarter of the limit).
 static CONNECTION_BUDGET: OnceLock<Arc<Semaphore>> = OnceLock::new();
 
 /// The process-wide pool each TCP connection takes one permit of (None when
@@ -47,8 +47,10 @@ pub fn prepare(cfg: &Config) -> Option<u64> {
     if let Some(limit) = limit {
         let need = worst_case(cfg);
         let kept = need - tcp_connections(cfg);
+        // A tiny limit still leaves the TCP services a quarter of it rather than nothing.
         let budget = limit
             .saturating_sub(kept)
+            .max(limit / 4)
             .min(Semaphore::MAX_PERMITS as u64);
         let _ = CONNECTION_BUDGET.set(Arc::new(Semaphore::new(budget as usize)));
         if need > limit {
