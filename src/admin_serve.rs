@@ -9,7 +9,7 @@
 //! `idle_timeout`. Requests themselves are checked by [`crate::admin`]'s
 //! guard layer (body size, bearer token).
 //!
-//! A spare descriptor ([`Spare`]) is freed when the process runs out, so
+//! A spare descriptor (`rlimit::Spare`) is freed when the process runs out, so
 //! the admin endpoint can still accept while a service holds the rest.
 //!
 //! Data flow: accept -> permit? -> task { hyper conn over Idle<TcpStream> ->
@@ -38,6 +38,7 @@ use tracing::{debug, warn};
 use crate::config::AdminConfig;
 use crate::flood::Flood;
 use crate::metrics::ServiceMetrics;
+use crate::rlimit::Spare;
 
 /// Largest request header block a client may send (hyper's read buffer cap).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -119,32 +120,6 @@ pub async fn serve(
             slots.remove(&slot);
             drop(permit);
         });
-    }
-}
-
-/// One descriptor held back for the admin endpoint: when the process runs
-/// out (EMFILE), it is closed so the next accept succeeds, and taken again
-/// once descriptors are free, so operators can reach `/healthz` and
-/// `/metrics` while a service has eaten the table.
-struct Spare(Option<std::fs::File>);
-
-impl Spare {
-    fn open() -> Spare {
-        let mut s = Spare(None);
-        s.refill();
-        s
-    }
-
-    /// Takes the spare again if it was released (fails quietly while the table is full).
-    fn refill(&mut self) {
-        if self.0.is_none() && cfg!(unix) {
-            self.0 = std::fs::File::open("/dev/null").ok();
-        }
-    }
-
-    /// Frees the spare descriptor; false if it was already free.
-    fn release(&mut self) -> bool {
-        self.0.take().is_some()
     }
 }
 

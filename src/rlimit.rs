@@ -9,8 +9,17 @@
 //!
 //! The limits themselves keep the services apart while the budget fits:
 //! every TCP service and the admin endpoint stop accepting at their own
-//! `max_connections`, so none can take the descriptors the others need.
+//! `max_connections`, so none can take the descriptors the others need. When
+//! it does not fit, the TCP services' connections together stop at
+//! [`connection_budget`] (the limit less the admin endpoint's share, the
+//! services' sockets and the reserve): a connection beyond it is reset at
+//! accept, and the admin endpoint and the UDP services keep working. Should
+//! the table still run full (other files, a limit lowered while running),
+//! each accept loop's [`Spare`] descriptor lets it take one more connection.
 
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
 use tracing::warn;
 
 use crate::config::Config;
@@ -19,34 +28,58 @@ use crate::config::Config;
 /// epoll and wakers, the config watcher, blocking-pool files, headroom.
 pub const RESERVE: u64 = 64;
 
-/// Raises the soft descriptor limit to the hard one and warns when `cfg`'s
-/// worst case exceeds it. Returns the limit now in force (None: unknown).
+/// Descriptors the TCP services' connections may hold together, set once at
+/// start by [`prepare`]: the limit less the admin endpoint's share, one
+/// socket per service and [`RESERVE`] (at least a quarter of the limit).
+static CONNECTION_BUDGET: OnceLock<Arc<Semaphore>> = OnceLock::new();
+
+/// The process-wide pool each TCP connection takes one permit of (None when
+/// the limit is unknown, e.g. on Windows, or `prepare` did not run).
+pub fn connection_budget() -> Option<Arc<Semaphore>> {
+    CONNECTION_BUDGET.get().cloned()
+}
+
+/// Raises the soft descriptor limit to the hard one, sets the TCP
+/// connections' share of it and warns when `cfg`'s worst case exceeds it.
+/// Returns the limit now in force (None: unknown).
 pub fn prepare(cfg: &Config) -> Option<u64> {
     let limit = raise_soft_to_hard();
     if let Some(limit) = limit {
         let need = worst_case(cfg);
+        let kept = need - tcp_connections(cfg);
+        // A tiny limit still leaves the TCP services a quarter of it rather than nothing.
+        let budget = limit
+            .saturating_sub(kept)
+            .max(limit / 4)
+            .min(Semaphore::MAX_PERMITS as u64);
+        let _ = CONNECTION_BUDGET.set(Arc::new(Semaphore::new(budget as usize)));
         if need > limit {
             warn!(
                 limit,
                 need,
                 reserve = RESERVE,
+                tcp_budget = budget,
                 "descriptor budget exceeded: the max_connections of all TCP services and [admin] plus one socket per service \
                  and a reserve need more descriptors than the limit (RLIMIT_NOFILE); raise the hard limit (ulimit -Hn, \
-                 LimitNOFILE= in systemd, --ulimit nofile= in docker) or lower max_connections, or one service at its \
-                 limit can leave the others unable to accept"
+                 LimitNOFILE= in systemd, --ulimit nofile= in docker) or lower max_connections; meanwhile TCP connections \
+                 beyond tcp_budget are reset at accept (drops reason=descriptor_budget) so the admin endpoint keeps its share"
             );
         }
     }
     limit
 }
 
-/// Descriptors `cfg` may hold at once at worst.
-pub fn worst_case(cfg: &Config) -> u64 {
-    let tcp: u64 = cfg
-        .tcp_echo
+/// The sum of the TCP services' `max_connections`.
+fn tcp_connections(cfg: &Config) -> u64 {
+    cfg.tcp_echo
         .iter()
         .map(|s| u64::from(s.max_connections))
-        .sum();
+        .sum()
+}
+
+/// Descriptors `cfg` may hold at once at worst.
+pub fn worst_case(cfg: &Config) -> u64 {
+    let tcp = tcp_connections(cfg);
     let admin = cfg
         .admin
         .as_ref()
@@ -55,6 +88,33 @@ pub fn worst_case(cfg: &Config) -> u64 {
         (cfg.tcp_echo.len() + cfg.udp_echo.len() + cfg.broadcast.len() + cfg.multicast.len())
             as u64;
     tcp + admin + sockets + RESERVE
+}
+
+/// One descriptor held back by an accept loop (the admin endpoint, each TCP
+/// service): when the process runs out (EMFILE), it is closed so the next
+/// accept succeeds, and taken again once descriptors are free. So operators
+/// can still reach `/healthz` and each service can still take a connection
+/// while another has eaten the table.
+pub struct Spare(Option<std::fs::File>);
+
+impl Spare {
+    pub fn open() -> Spare {
+        let mut s = Spare(None);
+        s.refill();
+        s
+    }
+
+    /// Takes the spare again if it was released (fails quietly while the table is full).
+    pub fn refill(&mut self) {
+        if self.0.is_none() && cfg!(unix) {
+            self.0 = std::fs::File::open("/dev/null").ok();
+        }
+    }
+
+    /// Frees the spare descriptor; false if it was already free.
+    pub fn release(&mut self) -> bool {
+        self.0.take().is_some()
+    }
 }
 
 #[cfg(unix)]

@@ -83,18 +83,23 @@ fn token_protects_everything_but_healthz() {
 }
 
 #[test]
-fn missing_token_file_fails_start_naming_it() {
-    let (code, _, err) = {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("config.toml");
-        std::fs::write(&p, config("token_file = \"/nonexistent/netservd-token\"")).unwrap();
-        netservd(&["run", "--config", p.to_str().unwrap()], None)
-    };
-    assert_ne!(code, 0);
+fn missing_or_empty_token_file_is_a_config_error_at_its_key() {
+    let (code, out, err, _d) = check(&config("token_file = \"/nonexistent/netservd-token\""), &[]);
+    assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("token_file /nonexistent/netservd-token: cannot read it"),
+        err.contains("[admin]: token_file /nonexistent/netservd-token: cannot read it"),
         "{err}"
     );
+    assert!(err.contains("config.toml:8:14:"), "placed at the key: {err}");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let (code, _, err, _d) = check(
+        &config(&format!("token_file = {:?}", empty.to_str().unwrap())),
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("the file is empty"), "{err}");
 }
 
 #[test]

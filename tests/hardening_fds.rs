@@ -17,7 +17,7 @@ use common::sources::closed_within;
 use common::*;
 
 const CONFIG: &str = "[daemon]\nwatch_config = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"2s\"\n\n\
-    [[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_connections = 1024\n\n\
+    [[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_connections = 1024\nmax_connections_per_source = 0\n\n\
     [[udp_echo]]\nname = \"echo-udp\"\nlisten = \"127.0.0.1:0\"\n";
 
 const IDLE: usize = 1100;
@@ -64,21 +64,7 @@ fn udp_round_trip(addr: SocketAddr) -> bool {
 #[test]
 fn idle_admin_connections_cannot_take_the_echo_down() {
     raise_own_limit();
-    let d = Daemon::start_cmd(CONFIG, &[], |cmd| {
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let l = libc::rlimit {
-                    rlim_cur: 256,
-                    rlim_max: 1024,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let d = Daemon::start_cmd(CONFIG, &[], |cmd| limit_nofile(cmd, 256, 1024));
     assert_eq!(
         nofile(d.pid()),
         ("1024".into(), "1024".into()),
@@ -168,4 +154,85 @@ fn idle_admin_connections_cannot_take_the_echo_down() {
         evicted + timed_out >= IDLE as u64,
         "evicted {evicted} + timed out {timed_out} < {IDLE}"
     );
+}
+
+/// The `start_cmd` preparation that gives the daemon RLIMIT_NOFILE `soft`:`hard`.
+fn limit_nofile(cmd: &mut std::process::Command, soft: u64, hard: u64) {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn tcp_connections_stop_at_their_share_and_the_admin_keeps_answering() {
+    raise_own_limit();
+    let d = Daemon::start_cmd(CONFIG, &[], |cmd| limit_nofile(cmd, 256, 256));
+    let budget = d
+        .wait_log(
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("descriptor budget exceeded"))
+            },
+            WAIT,
+        )
+        .expect("budget warning");
+    // 256 less the admin's 64 + 1, two service sockets and the reserve of 64.
+    assert_eq!(budget["tcp_budget"], 256 - 65 - 2 - 64, "{budget}");
+    let tcp = d.addr("echo");
+    // 300 clients, more than the TCP share: the ones beyond it are reset at accept.
+    // A connection reset right after accept may already be reset when connect returns.
+    let mut clients: Vec<TcpStream> = (0..300)
+        .filter_map(|_| match TcpStream::connect_timeout(&tcp, WAIT) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("connect: {e}"),
+        })
+        .collect();
+    let end = Instant::now() + WAIT;
+    let refused = loop {
+        let n = drops(&d, "echo", "descriptor_budget");
+        if n >= 300 - 125 || Instant::now() > end {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let held = fd_count(d.pid());
+    eprintln!(
+        "fds: 300 TCP clients: {refused} reset over the budget; daemon holds {held} of 256 descriptors"
+    );
+    assert_eq!(refused, 300 - 125);
+    assert!(held < 256 - 60, "daemon holds {held} descriptors");
+    assert_eq!(
+        common::counters::errors(&d, "echo", "accept_resources"),
+        0,
+        "the table ran full"
+    );
+    // The admin endpoint has its share: it answers every time, quickly.
+    for _ in 0..20 {
+        let t = Instant::now();
+        let mut h = TcpStream::connect_timeout(&admin_addr(&d), Duration::from_secs(1)).unwrap();
+        h.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        use std::io::{Read, Write};
+        h.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        h.read_to_string(&mut resp)
+            .expect("admin answered within 1 s");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+    // And the UDP echo is untouched.
+    assert!(udp_round_trip(d.addr("echo-udp")));
+    clients.clear();
 }

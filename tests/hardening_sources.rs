@@ -26,8 +26,7 @@ fn deny_refuses_its_source_on_tcp_and_udp_and_serves_the_others() {
     let d = Daemon::start(&config(acl, acl));
     let (tcp, udp) = (d.addr("echo"), d.addr("echo-udp"));
 
-    let mut denied = tcp_from("127.0.0.2", tcp);
-    let t = closed_within(&mut denied, Duration::from_secs(2));
+    let t = refused_within("127.0.0.2", tcp, Duration::from_secs(2));
     eprintln!("acl: denied TCP connection closed after {t:?}");
     let mut served = tcp_from("127.0.0.3", tcp);
     assert!(tcp_echoes(&mut served, b"from .3"));
@@ -56,8 +55,7 @@ fn allow_list_admits_only_its_blocks() {
     let acl = "allow = [\"127.0.0.3/32\", \"::1/128\"]";
     let d = Daemon::start(&config(acl, ""));
     let tcp = d.addr("echo");
-    let mut outside = tcp_from("127.0.0.2", tcp);
-    closed_within(&mut outside, Duration::from_secs(2));
+    refused_within("127.0.0.2", tcp, Duration::from_secs(2));
     let mut inside = tcp_from("127.0.0.3", tcp);
     assert!(tcp_echoes(&mut inside, b"allowed"));
     assert_eq!(drops(&d, "echo", "denied"), 1);
@@ -74,8 +72,7 @@ fn a_source_at_its_limit_gets_the_next_connection_closed_and_others_are_served()
     for s in &mut held {
         assert!(tcp_echoes(s, b"mine"), "one of the first 10 was not served");
     }
-    let mut eleventh = tcp_from("127.0.0.2", tcp);
-    let t = closed_within(&mut eleventh, Duration::from_secs(1));
+    let t = refused_within("127.0.0.2", tcp, Duration::from_secs(1));
     let t0 = Instant::now();
     let mut other = tcp_from("127.0.0.3", tcp);
     assert!(tcp_echoes(&mut other, b"another source"));
@@ -90,8 +87,9 @@ fn a_source_at_its_limit_gets_the_next_connection_closed_and_others_are_served()
     drop(held.pop());
     let end = Instant::now() + WAIT;
     let mut again = loop {
-        let mut s = tcp_from("127.0.0.2", tcp);
-        if tcp_echoes(&mut s, b"again") {
+        if let Ok(mut s) = try_tcp_from("127.0.0.2", tcp)
+            && tcp_echoes(&mut s, b"again")
+        {
             break s;
         }
         assert!(Instant::now() < end, "freed place never came back");
@@ -107,8 +105,9 @@ fn connections_per_second_per_source_is_enforced() {
     let t0 = Instant::now();
     let mut served = 0;
     for _ in 0..8 {
-        let mut s = tcp_from("127.0.0.2", tcp);
-        served += usize::from(tcp_echoes(&mut s, b"x"));
+        if let Ok(mut s) = try_tcp_from("127.0.0.2", tcp) {
+            served += usize::from(tcp_echoes(&mut s, b"x"));
+        }
     }
     // All 8 within one second of the first (loopback connects take microseconds).
     if t0.elapsed() < Duration::from_millis(900) {

@@ -8,20 +8,40 @@ use std::time::{Duration, Instant};
 
 use super::{WAIT, frame};
 
-/// A TCP connection to `to` from `from` (an address with port 0).
+/// A TCP connection to `to` from the IP address `from` (any port).
 pub fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
-    let from: SocketAddr = format!("{from}:0").parse().unwrap();
+    try_tcp_from(from, to).unwrap_or_else(|e| panic!("connect {from} -> {to}: {e}"))
+}
+
+/// Like [`tcp_from`], returning the connect error: a server that resets a
+/// connection right after accept may do so before the client's connect
+/// returns, which then reports ECONNRESET.
+pub fn try_tcp_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let from = SocketAddr::new(from.parse().expect("a source IP address"), 0);
     let s = socket2::Socket::new(
         socket2::Domain::for_address(to),
         socket2::Type::STREAM,
         None,
-    )
-    .unwrap();
-    s.bind(&from.into()).unwrap();
-    s.connect_timeout(&to.into(), WAIT).unwrap();
+    )?;
+    s.bind(&from.into())?;
+    s.connect_timeout(&to.into(), WAIT)?;
     let s: TcpStream = s.into();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s
+    s.set_read_timeout(Some(WAIT))?;
+    Ok(s)
+}
+
+/// Connects from `from` and returns how long until the server closed the
+/// connection (reset during connect counts as at once); panics past `max`.
+pub fn refused_within(from: &str, to: SocketAddr, max: Duration) -> Duration {
+    let t0 = Instant::now();
+    match try_tcp_from(from, to) {
+        Ok(mut s) => {
+            closed_within(&mut s, max);
+            t0.elapsed()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => t0.elapsed(),
+        Err(e) => panic!("connect {from} -> {to}: {e}"),
+    }
 }
 
 /// One 4-byte big-endian frame there and back; false if the connection failed.

@@ -200,6 +200,26 @@ fn admin(cfg: &Config, out: &mut Issues) {
             ),
         );
     }
+    if let Some(path) = &a.token_file {
+        // Read here too, so `check` fails where `run` would.
+        match std::fs::read_to_string(path) {
+            Ok(t) if t.trim().is_empty() => issue(
+                "token_file",
+                format!(
+                    "token_file {}: the file is empty; write a token into it (e.g. `openssl rand -hex 32 > FILE`)",
+                    path.display()
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => issue(
+                "token_file",
+                format!(
+                    "token_file {}: cannot read it ({e}); create it (e.g. `openssl rand -hex 32 > FILE`) or remove token_file",
+                    path.display()
+                ),
+            ),
+        }
+    }
     if a.listen.port() == 0 {
         return;
     }
