@@ -80,6 +80,9 @@ struct Service {
     bound: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bind_error: Option<String>,
+    /// Remarks on what was bound (printed as `note:` lines after the options).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,6 +200,9 @@ fn print_text(r: &Report, quiet: bool) {
                 let eff = x.effective.as_deref().unwrap_or("");
                 let _ = writeln!(o, "  {:<22} {:<24} {eff}", x.key, x.requested);
             }
+            for n in &s.notes {
+                let _ = writeln!(o, "  note: {n}");
+            }
         } else if let Some(e) = &s.bind_error {
             let _ = writeln!(o, "  bind failed: {e}");
         } else {
@@ -224,6 +230,7 @@ fn service(spec: &Spec, bind: bool) -> Service {
         socket: Vec::new(),
         bound: None,
         bind_error: None,
+        notes: Vec::new(),
     };
     if !bind {
         s.socket = socket_of(spec)
