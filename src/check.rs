@@ -80,7 +80,7 @@ struct Service {
     bound: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bind_error: Option<String>,
-    /// With `--bind`: what the socket's sharing settings allow other processes.
+    /// Remarks on what was bound (printed as `note:` lines after the options).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
 }

@@ -1,7 +1,7 @@
 //! Checks of a valid config against this host, which the file alone cannot
 //! decide: is a broadcast `destination` really a broadcast address of a
-//! local subnet (or a group), and does a `socket.bind_device` interface
-//! exist. `check` and `run` call [`host_issues`] after the config parsed;
+//! local subnet (or a group), and do a `socket.bind_device` and a multicast
+//! `interface` name an interface (or address) this host has. `check` and `run` call [`host_issues`] after the config parsed;
 //! each finding names the service and key so the caller can place it in the
 //! file (`config::locate`). A finding is an error only when it is certain
 //! (a unicast address of a local subnet); what cannot be decided here (an
@@ -78,6 +78,25 @@ pub fn host_issues(cfg: &Config, bind: bool) -> Vec<HostIssue> {
                 index: i,
                 keys: vec!["destination"],
                 message: format!("broadcast {:?}: {message}", b.name),
+            });
+        }
+    }
+    for (i, m) in cfg.multicast.iter().enumerate() {
+        if let Some(message) = m
+            .interface
+            .as_deref()
+            .and_then(|ifc| missing_interface(ifc, m.group.is_ipv4(), subnets.as_deref()))
+        {
+            out.push(HostIssue {
+                severity: if bind {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                kind: "multicast",
+                index: i,
+                keys: vec!["interface"],
+                message: format!("multicast {:?}: {message}", m.name),
             });
         }
     }
@@ -174,6 +193,29 @@ pub fn broadcast_destination(
             }
         ),
     ))
+}
+
+/// Why a multicast `interface` cannot be joined on here, if it cannot: an
+/// IPv4 group's address that no local interface has, an IPv6 group's
+/// interface name that does not exist (an index is left to the join).
+fn missing_interface(ifc: &str, v4: bool, subnets: Option<&[Subnet]>) -> Option<String> {
+    if v4 {
+        let ip: Ipv4Addr = ifc.parse().ok()?;
+        let local = subnets?.iter().any(|s| s.addr == ip);
+        (!local && !ip.is_unspecified()).then(|| {
+            format!(
+                "interface {ifc:?} is not an address of this host, so joining the group on it fails; give a local IPv4 address (see `ip -4 addr`)"
+            )
+        })
+    } else if ifc.parse::<u32>().is_ok() {
+        None
+    } else {
+        (interface_exists(ifc) == Some(false)).then(|| {
+            format!(
+                "interface {ifc:?} is not a network interface of this host, so joining the group on it fails; see `ip link` for the names"
+            )
+        })
+    }
 }
 
 /// Whether interface `name` exists; `None` where that cannot be asked.

@@ -128,3 +128,63 @@ fn an_unreadable_file_has_no_position() {
     );
     assert_eq!(err.lines().count(), 2, "{err}");
 }
+
+/// Tables of keys known and unknown with values of every TOML type: parsing
+/// never panics, never loops, and every error is placed inside the file.
+mod any_table {
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("name".to_string()),
+            Just("listen".to_string()),
+            Just("length_field_bytes".to_string()),
+            Just("max_connections".to_string()),
+            Just("idle_timeout".to_string()),
+            Just("byte_order".to_string()),
+            Just("max_conections".to_string()),
+            Just("socket.backlog".to_string()),
+            Just("socket.keepalive".to_string()),
+            Just("socket.nodelai".to_string()),
+            "[a-z_]{1,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            Just("-1".to_string()),
+            Just("1.5".to_string()),
+            Just("true".to_string()),
+            Just("\"127.0.0.1:0\"".to_string()),
+            Just("\"5s\"".to_string()),
+            Just("\"big\"".to_string()),
+            "\"[a-z0-9 ]{0,8}\"",
+            Just("[1, \"x\"]".to_string()),
+            Just("{ idle = 5, retries = \"x\" }".to_string()),
+            Just("{}".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn never_panics_and_places_every_error(
+            kv in proptest::collection::vec((key(), value()), 0..12),
+            kind in prop_oneof![Just("tcp_echo"), Just("udp_echo"), Just("multicast"), Just("daemon")],
+        ) {
+            let header = if kind == "daemon" { "[daemon]".to_string() } else { format!("[[{kind}]]") };
+            let mut src = format!("{header}\n");
+            for (k, v) in &kv {
+                src.push_str(&format!("{k} = {v}\n"));
+            }
+            let lines = src.lines().count();
+            if let Err(e) = netservd::config::parse(&src, "t") {
+                for d in &e.diagnostics {
+                    prop_assert!(!d.message.is_empty());
+                    prop_assert!(d.line >= 1 && d.line <= lines.max(1), "{d:?} in\n{src}");
+                }
+            }
+        }
+    }
+}

@@ -97,3 +97,32 @@ fn a_missing_bind_device_warns_at_check_and_fails_check_bind() {
     assert_eq!(code, 0);
     assert!(err.is_empty(), "{err}");
 }
+
+/// In a namespace: only `lo` (127.0.0.1) exists.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_multicast_interface_this_host_lacks() {
+    netns::enter();
+    let cfg = "[[multicast]]\nname = \"four\"\ngroup = \"239.1.2.3\"\nport = 7078\ninterface = \"192.0.2.7\"\n\
+               [[multicast]]\nname = \"six\"\ngroup = \"ff02::1:7\"\nport = 7079\ninterface = \"nsd-none9\"\n";
+    let (code, out, err, dir) = check(cfg, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        placed(&err, &dir),
+        "FILE:5:13: warning: multicast \"four\": interface \"192.0.2.7\" is not an address of this host, so \
+         joining the group on it fails; give a local IPv4 address (see `ip -4 addr`)\n\
+         FILE:10:13: warning: multicast \"six\": interface \"nsd-none9\" is not a network interface of this \
+         host, so joining the group on it fails; see `ip link` for the names\n"
+    );
+    let (code, _, err, _dir) = check(cfg, &["--bind"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.ends_with("2 error(s) in ") || err.contains("\n2 error(s) in "),
+        "{err}"
+    );
+    let ok = cfg
+        .replace("192.0.2.7", "127.0.0.1")
+        .replace("nsd-none9", "lo");
+    let (code, _, err, _dir) = check(&ok, &[]);
+    assert_eq!((code, err.as_str()), (0, ""));
+}

@@ -67,10 +67,9 @@ fn json_logs_parse_line_by_line() {
         );
         assert!(l.get("name").is_none(), "top-level span name: {l}");
         let text = l.to_string();
-        assert_eq!(
-            text.matches("\"local_addr\"").count().min(1),
-            text.matches("\"local_addr\"").count(),
-            "{l}"
+        assert!(
+            text.matches("\"local_addr\"").count() <= 1,
+            "span field repeated: {l}"
         );
     }
     let admin = logs

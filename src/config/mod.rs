@@ -163,36 +163,7 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
             "config defines no services; add at least one [[tcp_echo]], [[udp_echo]], [[broadcast]] or [[multicast]] table (an empty or truncated file is refused, so it cannot stop what runs)".to_string(),
         ));
     }
-    let (issues, see_also) = validate::validate_all(&cfg);
-    let place_of = |kind: Option<&'static str>, section: &str, index: usize, keys: &[&str]| {
-        let mut path = match kind.and_then(|k| Some((k, *file_index.get(k)?.get(index)?))) {
-            Some((kind, i)) => format!("{kind}[{i}]"),
-            None => section.to_string(),
-        };
-        // The most precise span we have: the key itself, else its table.
-        let mut span = spans.get(&path).cloned();
-        for key in keys {
-            path = if path.is_empty() {
-                key.to_string()
-            } else {
-                format!("{path}.{key}")
-            };
-            if let Some(s) = spans.get(&path) {
-                span = Some(s.clone());
-            }
-        }
-        span.unwrap_or(whole.clone())
-    };
-    for (n, issue) in issues.into_iter().enumerate() {
-        let span = place_of(issue.kind, issue.section, issue.index, &issue.keys);
-        let mut message = issue.message;
-        for other in see_also.iter().filter(|o| o.issue == n) {
-            let at = place_of(Some(other.kind), "", other.index, &[other.key]);
-            let d = &place(src, vec![(at, String::new())])[0];
-            message.push_str(&format!(" (the other is at {}:{})", d.line, d.col));
-        }
-        problems.push((span, message));
-    }
+    problems.extend(validation_problems(&cfg, src, &spans, &file_index, whole));
 
     if problems.is_empty() {
         Ok(cfg)
@@ -275,6 +246,50 @@ fn take_key(value: &mut DeValue<'_>, pos: usize) -> Option<(String, Range<usize>
     let (key, span) = hit?;
     table.remove(key.as_str());
     Some((key, span))
+}
+
+/// The rules `validate` checks, each placed at its key (or its table), with
+/// the other service's line:col appended where a rule is about two of them.
+fn validation_problems(
+    cfg: &Config,
+    src: &str,
+    spans: &HashMap<String, Range<usize>>,
+    file_index: &HashMap<&'static str, Vec<usize>>,
+    whole: Range<usize>,
+) -> Vec<(Range<usize>, String)> {
+    let mut out = Vec::new();
+    let (issues, see_also) = validate::validate_all(cfg);
+    let place_of = |kind: Option<&'static str>, section: &str, index: usize, keys: &[&str]| {
+        let mut path = match kind.and_then(|k| Some((k, *file_index.get(k)?.get(index)?))) {
+            Some((kind, i)) => format!("{kind}[{i}]"),
+            None => section.to_string(),
+        };
+        // The most precise span we have: the key itself, else its table.
+        let mut span = spans.get(&path).cloned();
+        for key in keys {
+            path = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+            if let Some(s) = spans.get(&path) {
+                span = Some(s.clone());
+            }
+        }
+        span.unwrap_or_else(|| whole.clone())
+    };
+    for (n, issue) in issues.into_iter().enumerate() {
+        let span = place_of(issue.kind, issue.section, issue.index, &issue.keys);
+        let mut message = issue.message;
+        for other in see_also.iter().filter(|o| o.issue == n) {
+            let at = place_of(Some(other.kind), "", other.index, &[other.key]);
+            let d = &place(src, vec![(at, String::new())])[0];
+            message.push_str(&format!(" (the other is at {}:{})", d.line, d.col));
+        }
+        out.push((span, message));
+    }
+
+    out
 }
 
 /// Line and column (1-based) in `src` of `keys` of the `index`-th service of
