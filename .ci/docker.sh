@@ -204,6 +204,9 @@ base_images() {
 
 build_image() {
   local rc=0
+  # Each source change leaves the previous build stage behind as a dangling image
+  # (2 GB, the cache of that tree); drop those older than a day so a developer's disk does not fill.
+  dk 120 image prune -f --filter until=24h >/dev/null 2>&1 || true
   dk 900 build --force-rm -f docker/Dockerfile -t "$NETSERVD_IMAGE" . >"$work/build.log" 2>&1 || rc=$?
   sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$work/build.log" | grep -E '^Step |Using cache|Finished |^Successfully' || true
   if [ "$rc" != 0 ]; then
