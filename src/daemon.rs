@@ -53,7 +53,9 @@ impl ConfigSource {
     /// The config's text as it is now.
     pub fn read(&self) -> Result<String, ConfigError> {
         match self {
-            ConfigSource::File(p) => std::fs::read_to_string(p).map_err(|e| config::unreadable(p, &e)),
+            ConfigSource::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| config::unreadable(p, &e))
+            }
             ConfigSource::Builtin => Ok(config::SHIPPED.to_string()),
         }
     }

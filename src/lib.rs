@@ -16,8 +16,8 @@
 
 pub mod acl;
 pub mod admin;
-pub mod alloc_stats;
 mod admin_serve;
+pub mod alloc_stats;
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -90,7 +90,10 @@ fn missing_or_empty_token_file_is_a_config_error_at_its_key() {
         err.contains("[admin]: token_file /nonexistent/netservd-token: cannot read it"),
         "{err}"
     );
-    assert!(err.contains("config.toml:8:14:"), "placed at the key: {err}");
+    assert!(
+        err.contains("config.toml:8:14:"),
+        "placed at the key: {err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
