@@ -90,7 +90,7 @@ fn check_print_shows_the_effective_config() {
     );
     assert!(
         out.contains(
-            "\n[daemon]\nshutdown_timeout = \"5s\"  # default\nwatch_config = true  # default\n"
+            "\n[daemon]\ndrain_timeout = \"30s\"  # default\nshutdown_timeout = \"5s\"  # default\nwatch_config = true  # default\n"
         ),
         "{out}"
     );

@@ -616,8 +616,11 @@ fn a_panicking_service_task_makes_healthz_name_it() {
     assert!(body.contains("b:") && body.contains("panic"), "{body}");
     assert!(!body.contains("a:"), "{body}");
     assert!(
-        d.wait_log(|l| l["level"] == "ERROR" && l["service"] == "b", WAIT)
-            .is_some(),
+        d.wait_log(
+            |l| l["level"] == "ERROR" && (l["service"] == "b" || l["span"]["service"] == "b"),
+            WAIT
+        )
+        .is_some(),
         "ERROR log in b's span"
     );
     echo_once(&mut connect(d.addr("a")), b"a unaffected");

@@ -54,7 +54,21 @@ async fn reload(source: &ConfigSource, cfg: &crate::config::Config) -> Result<St
         ));
     }
     if let Some(admin) = cfg.admin.as_ref().filter(|a| a.listen.port() != 0) {
-        post_reload(admin.listen).await?;
+        let token = match &admin.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!(
+                            "[admin] token_file {}: cannot read it, so cannot authenticate to the admin endpoint",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        post_reload(admin.listen, token.as_deref()).await?;
         return Ok(format!(
             "asked http://{}/reload (the [admin] endpoint) to reload",
             admin.listen
@@ -111,13 +125,15 @@ fn hangup(pid: u32) -> Result<()> {
 }
 
 /// `POST /reload` over a plain HTTP/1.1 connection; fails unless 2xx.
-async fn post_reload(addr: SocketAddr) -> Result<()> {
+/// `POST /reload`, with the bearer token when `[admin] token_file` sets one.
+async fn post_reload(addr: SocketAddr, token: Option<&str>) -> Result<()> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .with_context(|| format!("connect to the admin endpoint {addr}"))?;
         let req = format!(
-            "POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "POST /reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
         s.write_all(req.as_bytes()).await?;
         let mut resp = Vec::new();

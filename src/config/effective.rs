@@ -101,11 +101,13 @@ mod tests {
         let cfg = crate::config::parse(src, "t").unwrap();
         let text = super::effective(&cfg, src);
         assert!(
-            text.contains("\n[daemon]\nshutdown_timeout = \"5s\"  # default\n"),
+            text.contains("\n[daemon]\ndrain_timeout = \"30s\"  # default\nshutdown_timeout = \"5s\"  # default\n"),
             "{text}"
         );
         assert!(
-            text.contains("\n[[tcp_echo]]\nbyte_order = \"big\"  # default\n"),
+            text.contains(
+                "\n[[tcp_echo]]\nallow = []  # default\nbyte_order = \"big\"  # default\n"
+            ),
             "{text}"
         );
         assert!(text.contains("name = \"e\"\n"), "{text}");
