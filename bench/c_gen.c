@@ -305,6 +305,8 @@ static void run_udp(int port, int socks, int window) {
                     if (errno != EAGAIN) error("recv");
                     break;
                 }
+                /* A reply to a request sent in this same round must not read as 0 us. */
+                now_ns = mono();
                 uint64_t seq = r >= (ssize_t)seq_bytes ? get_seq(in) : 0;
                 struct slot *s = &u->slots[seq % u->nslots];
                 if (!s->busy || (s->seq & seq_mask()) != seq) continue; /* late: already counted lost */
