@@ -205,7 +205,7 @@ fn tcp_connections_stop_at_their_share_and_the_admin_keeps_answering() {
         if n >= 300 - 125 || Instant::now() > end {
             break n;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // poll interval
     };
     let held = fd_count(d.pid());
     eprintln!(

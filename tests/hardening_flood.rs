@@ -46,7 +46,7 @@ fn five_thousand_oversize_headers_are_counted_but_barely_logged() {
     let elapsed = t0.elapsed();
     let end = Instant::now() + WAIT;
     while drops(&d, "echo", "frame_too_large") < CONNECTIONS as u64 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // poll interval
     }
     assert_eq!(drops(&d, "echo", "frame_too_large"), CONNECTIONS as u64);
     let logs = d.logs();

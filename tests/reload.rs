@@ -17,7 +17,13 @@ use common::*;
 use live::*;
 
 fn svc(name: &str, port: u16, extra: &str) -> String {
-    format!("[[tcp_echo]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{extra}\n")
+    svc_at(name, &format!("127.0.0.1:{port}"), extra)
+}
+
+/// A tcp_echo on `listen` (services under test bind port 0: `127.0.0.2:0`
+/// moves a service to another address without guessing a free port).
+fn svc_at(name: &str, listen: &str, extra: &str) -> String {
+    format!("[[tcp_echo]]\nname = \"{name}\"\nlisten = \"{listen}\"\n{extra}\n")
 }
 
 /// Polls until `addr` accepts and echoes; returns how long that took.
@@ -29,7 +35,7 @@ fn wait_serving(addr: SocketAddr) -> Duration {
             echo_once(&mut s, b"up");
             return t.elapsed();
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1)); // poll interval
     }
     panic!("{addr} never started serving");
 }
@@ -42,17 +48,17 @@ const NO_WATCH: &str = "[daemon]\nwatch_config = false\n";
 
 #[test]
 fn sighup_adds_a_service_and_keeps_the_unchanged_one_on_the_same_socket() {
-    let (p1, p2) = (free_port(), free_port());
-    let base = format!("{NO_WATCH}{}", svc("a", p1, ""));
+    let base = format!("{NO_WATCH}{}", svc("a", 0, ""));
     let mut d = Daemon::start(&base);
+    let p1 = d.addr("a").port();
     let inode = listen_inode(p1).expect("listening");
     let mut before = connect(d.addr("a"));
     echo_once(&mut before, b"before");
 
-    d.write_config(&format!("{base}{}", svc("b", p2, "")));
+    d.write_config(&format!("{base}{}", svc("b", 0, "")));
     let t = Instant::now();
     d.signal(libc::SIGHUP);
-    let took = wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    let took = wait_serving(reload_addr(&d, "b"));
     eprintln!(
         "SIGHUP to new listener accepting: {:?} (poll bound {:?})",
         took,
@@ -86,12 +92,11 @@ fn sighup_adds_a_service_and_keeps_the_unchanged_one_on_the_same_socket() {
 
 #[test]
 fn a_file_edit_reloads_by_itself() {
-    let (p1, p2) = (free_port(), free_port());
-    let base = svc("a", p1, "");
+    let base = svc("a", 0, "");
+    // The watcher is armed before `ready`: no wait needed before the edit.
     let d = Daemon::start(&base);
-    std::thread::sleep(Duration::from_millis(200)); // watcher armed
-    d.write_config(&format!("{base}{}", svc("b", p2, "")));
-    wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    d.write_config(&format!("{base}{}", svc("b", 0, "")));
+    wait_serving(reload_addr(&d, "b"));
     let line = d
         .wait_log(|l| l["message"] == "reload applied", WAIT)
         .unwrap();
@@ -101,16 +106,16 @@ fn a_file_edit_reloads_by_itself() {
 
 #[test]
 fn a_broken_file_changes_nothing() {
-    let p1 = free_port();
-    let base = format!("{NO_WATCH}{}", svc("a", p1, ""));
+    let base = format!("{NO_WATCH}{}", svc("a", 0, ""));
     let mut d = Daemon::start(&base);
     d.expect_error(&d.config_path.display().to_string());
+    let p1 = d.addr("a").port();
     let inode = listen_inode(p1);
     let mut conn = connect(d.addr("a"));
     // A syntax error, then an invalid value: both logged with line:col, both keep the old config.
     for (i, bad) in [
         format!("{base}[[tcp_echo]\n"),
-        format!("{base}{}", svc("b", free_port(), "length_field_bytes = 3")),
+        format!("{base}{}", svc("b", 0, "length_field_bytes = 3")),
     ]
     .iter()
     .enumerate()
@@ -124,7 +129,7 @@ fn a_broken_file_changes_nothing() {
         ) <= i
             && Instant::now() < deadline
         {
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // poll interval
         }
         assert_eq!(
             reloads(
@@ -158,16 +163,15 @@ fn a_broken_file_changes_nothing() {
 
 #[test]
 fn a_bind_conflict_rolls_the_whole_reload_back() {
-    let (p1, p2) = (free_port(), free_port());
     let blocker = TcpListener::bind("127.0.0.1:0").unwrap();
     let p3 = blocker.local_addr().unwrap().port();
-    let base = format!("{NO_WATCH}{}", svc("a", p1, ""));
+    let base = format!("{NO_WATCH}{}", svc("a", 0, ""));
     let mut d = Daemon::start(&base);
     d.expect_error("reload failed: bind error");
     // Adds b (would bind) and c (cannot: the port is taken by another process).
     d.write_config(&format!(
         "{base}{}{}",
-        svc("b", p2, ""),
+        svc_at("b", "127.0.0.3:0", ""),
         svc("c", p3, "[tcp_echo.socket]\nreuse_address = false")
     ));
     d.signal(libc::SIGHUP);
@@ -176,8 +180,8 @@ fn a_bind_conflict_rolls_the_whole_reload_back() {
             .is_some()
     );
     assert!(
-        TcpStream::connect(format!("127.0.0.1:{p2}")).is_err(),
-        "b stayed bound after the rollback"
+        !listening_on_ip("0300007F"),
+        "b (127.0.0.3) stayed bound after the rollback"
     );
     echo_once(&mut connect(d.addr("a")), b"a still serves");
     d.assert_clean(&["reload failed: bind error"]);
@@ -185,10 +189,10 @@ fn a_bind_conflict_rolls_the_whole_reload_back() {
 
 #[test]
 fn moving_a_service_closes_the_old_port_and_drains_its_connections() {
-    let (p1, p2) = (free_port(), free_port());
     // The moved service's connections are served until drain_timeout, then closed.
     let no_watch = format!("{NO_WATCH}drain_timeout = \"1s\"\n");
-    let d = Daemon::start(&format!("{no_watch}{}", svc("a", p1, "")));
+    let d = Daemon::start(&format!("{no_watch}{}", svc("a", 0, "")));
+    let old_addr = d.addr("a");
     let mut old = connect(d.addr("a"));
     echo_once(&mut old, b"pre-move");
     // Leave frames in flight across the reload.
@@ -197,9 +201,13 @@ fn moving_a_service_closes_the_old_port_and_drains_its_connections() {
         pending.extend(frame(4, true, &[i; 32]));
     }
     old.write_all(&pending).unwrap();
-    d.write_config(&format!("{no_watch}{}", svc("a", p2, "")));
+    d.write_config(&format!("{no_watch}{}", svc_at("a", "127.0.0.2:0", "")));
     d.signal(libc::SIGHUP);
-    wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    assert!(
+        d.wait_log(|l| l["action"] == "replaced" && l["service"] == "a", WAIT)
+            .is_some()
+    );
+    wait_serving(reload_addr(&d, "a"));
     assert!(
         d.wait_log(|l| l["action"] == "replaced" && l["service"] == "a", WAIT)
             .is_some()
@@ -209,10 +217,7 @@ fn moving_a_service_closes_the_old_port_and_drains_its_connections() {
         d.wait_log(|l| l["message"] == "reload applied", WAIT)
             .is_some()
     );
-    assert!(
-        TcpStream::connect(format!("127.0.0.1:{p1}")).is_err(),
-        "old port still open"
-    );
+    assert!(TcpStream::connect(old_addr).is_err(), "old port still open");
     // The old connection got every frame back, then, at drain_timeout, a clean
     // FIN (drained, not reset).
     let mut back = Vec::new();
@@ -225,7 +230,10 @@ fn moving_a_service_closes_the_old_port_and_drains_its_connections() {
 fn changing_socket_options_on_the_same_address_rebinds_without_address_in_use() {
     // fastopen is a listener-level option: only a new socket takes it (ttl, an
     // accepted-socket option, is set in place: see tests/reload_live.rs).
-    let p1 = free_port();
+    // The rebind keeps the configured port, so the port is fixed: inside a
+    // network namespace of this test's own, where nothing else can hold it.
+    netns::enter();
+    let p1 = 17210;
     let d = Daemon::start(&format!(
         "{NO_WATCH}{}",
         svc("a", p1, "[tcp_echo.socket]\nfastopen = 5")
@@ -253,12 +261,12 @@ fn changing_socket_options_on_the_same_address_rebinds_without_address_in_use() 
 
 #[test]
 fn changing_only_timeouts_hands_the_same_socket_over() {
-    let p1 = free_port();
+    let p1 = 0; // a handover keeps the socket, so port 0 stays the port it got
     let d = Daemon::start(&format!(
         "{NO_WATCH}{}",
         svc("a", p1, "idle_timeout = \"30s\"")
     ));
-    let inode = listen_inode(p1).unwrap();
+    let inode = listen_inode(d.addr("a").port()).unwrap();
     d.write_config(&format!(
         "{NO_WATCH}{}",
         svc("a", p1, "idle_timeout = \"1s\"")
@@ -268,7 +276,7 @@ fn changing_only_timeouts_hands_the_same_socket_over() {
         d.wait_log(|l| l["message"] == "reload applied", WAIT)
             .is_some()
     );
-    assert_eq!(listen_inode(p1), Some(inode));
+    assert_eq!(listen_inode(d.addr("a").port()), Some(inode));
     // The new setting is in force for new connections: idle for 1s closes.
     let mut s = connect(d.addr("a"));
     let t = Instant::now();
@@ -286,7 +294,7 @@ fn changing_only_timeouts_hands_the_same_socket_over() {
 /// `max_connections`.
 #[test]
 fn a_handover_keeps_counting_old_connections_against_max_connections() {
-    let p1 = free_port();
+    let p1 = 0; // a handover keeps the socket, so port 0 stays the port it got
     let d = Daemon::start(&format!(
         "{NO_WATCH}{}",
         svc("a", p1, "max_connections = 1\nidle_timeout = \"30s\"")
@@ -365,18 +373,18 @@ fn removing_a_broadcast_service_sends_its_goodbye_once() {
 
 #[test]
 fn a_new_service_may_take_the_port_a_moved_service_leaves() {
-    let (p1, p2) = (free_port(), free_port());
-    let d = Daemon::start(&format!("{NO_WATCH}{}", svc("a", p1, "")));
+    let d = Daemon::start(&format!("{NO_WATCH}{}", svc("a", 0, "")));
+    let p1 = d.addr("a").port();
     d.write_config(&format!(
         "{NO_WATCH}{}{}",
-        svc("a", p2, ""),
+        svc_at("a", "127.0.0.2:0", ""),
         svc("b", p1, "")
     ));
     d.signal(libc::SIGHUP);
     let line = d.wait_log(|l| message_starts(l, "reload "), WAIT).unwrap();
     assert_eq!(line["message"], "reload applied", "{}", d.dump());
     wait_serving(format!("127.0.0.1:{p1}").parse().unwrap());
-    wait_serving(format!("127.0.0.1:{p2}").parse().unwrap());
+    wait_serving(reload_addr(&d, "a"));
     assert!(
         d.wait_log(|l| l["action"] == "started" && l["service"] == "b", WAIT)
             .is_some()

@@ -11,6 +11,8 @@
 mod common;
 #[path = "common/live.rs"]
 mod live;
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -256,7 +258,10 @@ fn reloads_per_kind() -> usize {
 
 #[test]
 fn continuous_load_through_reloads_of_every_kind_loses_nothing() {
-    let port = free_port();
+    // The same-address rebind keeps the configured port, so the port is fixed:
+    // inside a network namespace of this test's own, where nothing else can hold it.
+    netns::enter();
+    let port = 17211;
     let mut knobs = Knobs::default();
     let mut d = Daemon::start(&knobs.config(port));
     let (a, m) = (d.addr("a"), d.addr("m"));
@@ -486,11 +491,10 @@ fn unread_echoes_survive_the_drain_deadline() {
 
 #[test]
 fn a_failed_bind_leaves_the_running_listener_untouched() {
-    let port = free_port();
-    let base = format!(
-        "[daemon]\nwatch_config = false\n[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:{port}\"\n"
-    );
-    let mut d = Daemon::start(&base);
+    let base =
+        "[daemon]\nwatch_config = false\n[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n";
+    let mut d = Daemon::start(base);
+    let port = d.addr("a").port();
     let inode = listen_inode(port).expect("listening");
     assert!(holds_socket(d.pid(), inode));
     let mut s = connect(d.addr("a"));
@@ -643,7 +647,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 #[test]
 fn settings_and_accepted_socket_options_apply_in_place_to_the_same_listener() {
-    let port = free_port();
+    let port = 0; // a handover keeps the socket, so port 0 stays the port it got
     let cfg = |max_frame: u32, max_conn: u32, ttl: u32| {
         format!(
             "[daemon]\nwatch_config = false\n[admin]\nlisten = \"127.0.0.1:0\"\n\
@@ -655,6 +659,7 @@ fn settings_and_accepted_socket_options_apply_in_place_to_the_same_listener() {
     let d = Daemon::start(&cfg(100, 3, 64));
     let ready = d.wait_log(|l| l["message"] == "ready", WAIT).unwrap();
     let admin: SocketAddr = ready["admin"].as_str().unwrap().parse().unwrap();
+    let port = d.addr("a").port();
     let inode = listen_inode(port).unwrap();
     let mut first = connect(d.addr("a"));
     let mut second = connect(d.addr("a"));
@@ -704,9 +709,11 @@ fn settings_and_accepted_socket_options_apply_in_place_to_the_same_listener() {
 
 #[test]
 fn check_bind_never_joins_a_running_daemons_reuseport_group() {
-    let port = free_port();
+    let d = Daemon::start(
+        "[daemon]\nwatch_config = false\n[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let port = d.addr("a").port();
     let config = format!("[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:{port}\"\n");
-    let d = Daemon::start(&format!("[daemon]\nwatch_config = false\n{config}"));
     let (code, out, _, _dir) = check(&config, &["--bind"]);
     assert_eq!(code, 1, "check --bind joined the daemon's port:\n{out}");
     assert!(out.contains("address already in use"), "{out}");
@@ -722,9 +729,11 @@ fn check_bind_never_joins_a_running_daemons_reuseport_group() {
 
 #[test]
 fn a_second_daemon_on_the_same_port_is_refused_despite_reuseport() {
-    let port = free_port();
+    let d = Daemon::start(
+        "[daemon]\nwatch_config = false\n[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let port = d.addr("a").port();
     let config = format!("[[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:{port}\"\n");
-    let d = Daemon::start(&format!("[daemon]\nwatch_config = false\n{config}"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, &config).unwrap();
@@ -777,7 +786,7 @@ fn udp_inode(addr: SocketAddr) -> Option<u64> {
 
 #[test]
 fn udp_settings_and_a_tcp_backlog_change_keep_their_sockets() {
-    let tport = free_port();
+    let tport = 0; // a handover keeps the socket, so port 0 stays the port it got
     let cfg = |max_dgram: u32, rcvbuf: u32, backlog: u32| {
         format!(
             "[daemon]\nwatch_config = false\n\
@@ -789,6 +798,7 @@ fn udp_settings_and_a_tcp_backlog_change_keep_their_sockets() {
     };
     let d = Daemon::start(&cfg(100, 65536, 128));
     let u = d.addr("u");
+    let tport = d.addr("t").port();
     let (uinode, tinode) = (udp_inode(u).unwrap(), listen_inode(tport).unwrap());
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(WAIT)).unwrap();

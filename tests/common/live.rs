@@ -4,17 +4,32 @@
 //! new one. Included with `#[path]` next to `mod common;`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 
-use super::common::{WAIT, frame};
+use super::common::{Daemon, WAIT, frame};
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address a reload gave `service` (its last `started`/`replaced` line
+/// with a `url`), waiting for it: services bind port 0, so a test learns a
+/// new listener's port from the daemon, never by guessing a free one.
+pub fn reload_addr(d: &Daemon, service: &str) -> SocketAddr {
+    let end = std::time::Instant::now() + WAIT;
+    loop {
+        let found = d
+            .logs()
+            .into_iter()
+            .rev()
+            .find(|l| l["service"] == service && l["url"].is_string());
+        if let Some(l) = found {
+            let url = l["url"].as_str().unwrap();
+            return url.split("://").nth(1).unwrap().parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no reload gave {service} an address; logs:\n{}",
+            d.dump()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10)); // poll interval
+    }
 }
 
 /// A connection with every read and write bounded by [`WAIT`].
@@ -36,10 +51,21 @@ pub fn echo_once(s: &mut TcpStream, payload: &[u8]) {
 
 /// Inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
 pub fn listen_inode(port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    // thread-self: the test thread's network namespace (a test may have entered its own).
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap();
     table.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f[1] == format!("0100007F:{port:04X}") && f[3] == "0A").then(|| f[9].parse().unwrap())
+    })
+}
+
+/// True while some socket listens on an address whose /proc/net/tcp hex is `ip_hex`
+/// (e.g. `0300007F` for 127.0.0.3), on any port.
+pub fn listening_on_ip(ip_hex: &str) -> bool {
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap();
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f[1].starts_with(&format!("{ip_hex}:")) && f[3] == "0A"
     })
 }
 

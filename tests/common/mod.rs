@@ -196,7 +196,7 @@ impl Daemon {
             if Instant::now() > end {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(2)); // poll interval
         }
     }
 
