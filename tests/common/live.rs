@@ -1,5 +1,5 @@
 //! Socket helpers shared by the reload tests (`tests/reload.rs`,
-//! `tests/reload_live.rs`): free loopback ports, one-frame echoes, and the
+//! `tests/reload_live.rs`): addresses a reload gave a service, one-frame echoes, and the
 //! listener's inode from /proc/net/tcp (Linux), to tell a kept socket from a
 //! new one. Included with `#[path]` next to `mod common;`.
 #![allow(dead_code)] // shared by tests/reload.rs and tests/reload_live.rs, each using part of it
