@@ -108,13 +108,27 @@ goodbye = ""
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
         .collect();
-    for g in &gaps {
-        // 150 +- 75 ms, with slack for scheduling on a loaded machine.
-        assert!(
-            (60.0..=260.0).contains(g),
-            "gap {g:.1} ms outside 150 +- 75 ms: {gaps:?}"
-        );
-    }
+    // 150 +- 75 ms, with 15 ms of slack either side. A gap is measured where the
+    // datagrams arrive, so one late wake-up of the daemon or of this thread on a
+    // starved machine stretches one gap and shortens the next (flake-hunt: 260.7
+    // ms once in 20 runs under stress-ng): one such pair is allowed, no more, and
+    // never beyond 2x the longest interval. A jitter wider than configured puts
+    // many gaps outside.
+    let outside: Vec<&f64> = gaps
+        .iter()
+        .filter(|g| !(60.0..=240.0).contains(*g))
+        .collect();
+    assert!(
+        outside.len() <= 2 && outside.iter().all(|g| **g < 450.0),
+        "gaps outside 150 +- 75 ms: {outside:?} of {gaps:?}"
+    );
+    let mut sorted = gaps.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        (110.0..=190.0).contains(&median),
+        "median gap {median:.1} ms, not about the 150 ms interval: {gaps:?}"
+    );
     let spread = gaps.iter().cloned().fold(f64::MIN, f64::max)
         - gaps.iter().cloned().fold(f64::MAX, f64::min);
     assert!(

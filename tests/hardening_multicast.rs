@@ -17,22 +17,13 @@ use std::net::{SocketAddr, UdpSocket};
 
 use common::*;
 
-const LISTENERS: &str = r#"
-[daemon]
-watch_config = false
-[[multicast]]
-name = "g4"
-group = "239.255.70.77"
-port = 17077
-interface = "127.0.0.1"
-reply = "echo"
-[[multicast]]
-name = "g6"
-group = "ff12::7077"
-port = 17077
-interface = "nsb"
-reply = "echo"
-"#;
+/// The two groups of `tests/multicast.rs`, without the config watcher.
+fn listeners() -> String {
+    format!(
+        "[daemon]\nwatch_config = false\n{}",
+        common::groups::V4_AND_V6
+    )
+}
 
 /// Sends each of `unicast` a datagram naming it, then one to `group`;
 /// returns every reply payload up to and including the group's echo.
@@ -68,7 +59,7 @@ fn unicast_to_a_multicast_listeners_port_gets_no_reply() {
     netns::enter();
     netns::veth();
     netns::sh("ip addr add 10.77.0.2/24 dev nsb");
-    let d = Daemon::start(LISTENERS);
+    let d = Daemon::start(&listeners());
 
     let c4 = UdpSocket::bind("127.0.0.1:0").unwrap();
     let got = replies_before_group_echo(
@@ -117,7 +108,8 @@ fn unicast_to_a_multicast_listeners_port_gets_no_reply() {
 #[test]
 fn control_a_wildcard_listener_answers_unicast() {
     netns::enter();
-    let cfg = LISTENERS[..LISTENERS.find("[[multicast]]\nname = \"g6\"").unwrap()].to_string()
+    let all = listeners();
+    let cfg = all[..all.find("[[multicast]]\nname = \"g6\"").unwrap()].to_string()
         + "[multicast.socket]\nmulticast_all = true\n";
     let d = Daemon::start(&cfg);
     let c4 = UdpSocket::bind("127.0.0.1:0").unwrap();

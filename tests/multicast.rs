@@ -17,20 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use netns::{Peer, stop, tool};
 
-const GROUPS: &str = r#"
-[[multicast]]
-name = "g4"
-group = "239.255.70.77"
-port = 17077
-interface = "127.0.0.1"
-reply = "echo"
-[[multicast]]
-name = "g6"
-group = "ff12::7077"
-port = 17077
-interface = "nsb"
-reply = "echo"
-"#;
+use common::groups::V4_AND_V6 as GROUPS;
 
 #[test]
 fn kernel_lists_memberships_on_the_configured_interfaces_until_removed() {

@@ -5,6 +5,24 @@
 
 use super::netservd;
 
+/// `g4` (239.255.70.77 on 127.0.0.1) and `g6` (ff12::7077 on `nsb`, the veth of
+/// `netns::veth`), both on port 17077 with `reply = "echo"`; callers run in a
+/// network namespace of their own.
+pub const V4_AND_V6: &str = r#"
+[[multicast]]
+name = "g4"
+group = "239.255.70.77"
+port = 17077
+interface = "127.0.0.1"
+reply = "echo"
+[[multicast]]
+name = "g6"
+group = "ff12::7077"
+port = 17077
+interface = "nsb"
+reply = "echo"
+"#;
+
 /// Services "a" (239.1.1.1) and "b" (239.1.1.2), both on port 17080 on
 /// loopback with `reply = "echo"`; `socket` is added to each (e.g. a
 /// `[multicast.socket]` table), `head` goes first (e.g. `[admin]`).
