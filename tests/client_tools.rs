@@ -71,15 +71,18 @@ fn send_refuses_a_message_the_length_field_cannot_carry() {
          express (at most 255 bytes); send a shorter one or use a wider --length-field-bytes \
          (1, 2, 4 or 8) that matches the service"
     );
-    let big = "y".repeat(65508);
-    let (code, _, err) = netservd(&["send", "udp://127.0.0.1:9", &big], None);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains(
-            "the message is 65508 bytes, more than a UDP datagram carries (at most 65507 bytes)"
-        ),
-        "{err}"
-    );
+    // A 65,508-byte argument is over Windows' 32,767-character command line: Unix only.
+    if cfg!(unix) {
+        let big = "y".repeat(65508);
+        let (code, _, err) = netservd(&["send", "udp://127.0.0.1:9", &big], None);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains(
+                "the message is 65508 bytes, more than a UDP datagram carries (at most 65507 bytes)"
+            ),
+            "{err}"
+        );
+    }
 }
 
 #[test]
