@@ -9,15 +9,23 @@ use socket2::Socket;
 
 #[cfg(unix)]
 pub fn set(sock: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    set_value(sock, level, name, &value)
+}
+
+/// setsockopt with `value` as the option's bytes (a c_int, or a struct such as
+/// `sock_fprog` that the kernel copies before returning).
+#[cfg(unix)]
+fn set_value<T>(sock: &Socket, level: i32, name: i32, value: &T) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is live for the call; the value is a plain c_int.
+    // SAFETY: the descriptor is live for the call; `value` is an initialised T
+    // of the size given, and whatever it points to outlives the call.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             level,
             name,
-            (&value as *const i32).cast(),
-            size_of::<i32>() as libc::socklen_t,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -130,7 +138,6 @@ pub fn udp_connreset_off(sock: &Socket) -> io::Result<()> {
 /// and the kernel falls back to its hash, which picks that socket.
 #[cfg(target_os = "linux")]
 pub fn steer_to_newest(sock: &Socket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     // asm-generic/socket.h; the architectures with their own numbering are not steered.
     #[cfg(any(
         target_arch = "x86_64",
@@ -158,22 +165,8 @@ pub fn steer_to_newest(sock: &Socket) -> io::Result<()> {
         len: code.len() as u16,
         filter: code.as_mut_ptr(),
     };
-    // SAFETY: the descriptor is live; `prog` and the one instruction it points to
-    // outlive the call, and the kernel copies the program before returning.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&prog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // `prog` and the one instruction it points to outlive the call.
+    set_value(sock, libc::SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog)
 }
 
 /// SO_DETACH_REUSEPORT_BPF (Linux 5.3): back to the kernel's hash once the
