@@ -1,0 +1,633 @@
+//! The entries of [`OPTIONS`], in the order `check --bind` and `/services`
+//! list them, and the setters and getters socket2 (or `raw`) needs for each.
+//! Platform-only options keep their cfg inside their setter and getter, so
+//! the table itself is the same on every platform.
+
+use std::io;
+use std::time::Duration;
+
+use socket2::Socket;
+
+use super::{Ctx, Default, Desc, KindSet, Platform, Scope, Value, When, unsupported};
+use crate::config::Keepalive;
+use crate::net::{Applied, DEFAULT_BACKLOG, Role, raw};
+
+const fn int(v: i64) -> Value {
+    Value::Int(v)
+}
+
+/// The fields a descriptor does not vary; entries override what they need.
+const BASE: Desc = Desc {
+    key: "",
+    config: true,
+    sockopt: "",
+    kinds: KindSet::ALL,
+    v6_only: false,
+    platform: Platform::All,
+    tcp: Scope::Rebind,
+    udp: Scope::Rebind,
+    default: Default::Unset,
+    when: When::Bind,
+    range: None,
+    check: |_| Vec::new(),
+    value: |_| None,
+    set: |_, _, _| Ok(()),
+    get: |_, _| unsupported(),
+    more: None,
+};
+
+/// Every socket option netservd knows.
+pub static OPTIONS: &[Desc] = &[
+    Desc {
+        key: "reuse_address",
+        sockopt: "SO_REUSEADDR",
+        default: Default::Ours(|r| Some(Value::Bool(r.default_reuse_address())), ""),
+        value: |o| o.reuse_address.map(Value::Bool),
+        set: |s, c, v| crate::net::reuse_address(s, v.bool()?, c.role.exclusive()),
+        get: get_reuse_address,
+        ..BASE
+    },
+    Desc {
+        key: "reuse_port",
+        sockopt: "SO_REUSEPORT",
+        platform: Platform::Unix,
+        // Not asked for: the Linux TCP default that makes rebinds gap-free.
+        // README "Reload and shutdown": a reload binds beside the old listener.
+        default: Default::Ours(
+            |r| crate::net::reuse_port_default(r).then_some(Value::Bool(true)),
+            " (Linux default)",
+        ),
+        value: |o| o.reuse_port.map(Value::Bool),
+        set: set_reuse_port,
+        get: get_reuse_port,
+        ..BASE
+    },
+    Desc {
+        key: "only_v6",
+        sockopt: "IPV6_V6ONLY",
+        v6_only: true,
+        value: |o| o.only_v6.map(Value::Bool),
+        set: |s, _, v| s.set_only_v6(v.bool()?),
+        get: |s, _| s.only_v6().map(Value::Bool),
+        ..BASE
+    },
+    Desc {
+        key: "recv_buffer_bytes",
+        sockopt: "SO_RCVBUF",
+        tcp: Scope::Accepted,
+        udp: Scope::Live,
+        default: Default::Os,
+        range: Some((1, i32::MAX as i64 / 2, "")),
+        value: |o| o.recv_buffer_bytes.map(|v| int(v as i64)),
+        set: |s, _, v| s.set_recv_buffer_size(v.int()?),
+        get: |s, _| s.recv_buffer_size().map(|v| int(v as i64)),
+        ..BASE
+    },
+    Desc {
+        key: "send_buffer_bytes",
+        sockopt: "SO_SNDBUF",
+        tcp: Scope::Accepted,
+        udp: Scope::Live,
+        default: Default::Os,
+        range: Some((1, i32::MAX as i64 / 2, "")),
+        value: |o| o.send_buffer_bytes.map(|v| int(v as i64)),
+        set: |s, _, v| s.set_send_buffer_size(v.int()?),
+        get: |s, _| s.send_buffer_size().map(|v| int(v as i64)),
+        ..BASE
+    },
+    Desc {
+        key: "ttl",
+        sockopt: "IP_TTL / IPV6_UNICAST_HOPS",
+        tcp: Scope::Accepted,
+        udp: Scope::Live,
+        range: Some((1, 255, "")),
+        value: |o| o.ttl.map(|v| int(v.into())),
+        set: |s, c, v| {
+            let v = v.int()?;
+            if c.v6 {
+                s.set_unicast_hops_v6(v)
+            } else {
+                s.set_ttl_v4(v)
+            }
+        },
+        get: |s, c| {
+            if c.v6 {
+                s.unicast_hops_v6()
+            } else {
+                s.ttl_v4()
+            }
+            .map(|v| int(v.into()))
+        },
+        ..BASE
+    },
+    Desc {
+        key: "tos",
+        sockopt: "IP_TOS / IPV6_TCLASS",
+        tcp: Scope::Accepted,
+        udp: Scope::Live,
+        range: Some((0, 255, "")),
+        value: |o| o.tos.map(|v| int(v.into())),
+        set: |s, c, v| {
+            let v = v.int()?;
+            if c.v6 {
+                crate::net::set_tclass_v6(s, v)
+            } else {
+                s.set_tos_v4(v)
+            }
+        },
+        get: |s, c| {
+            if c.v6 {
+                crate::net::tclass_v6(s)
+            } else {
+                s.tos_v4()
+            }
+            .map(|v| int(v.into()))
+        },
+        ..BASE
+    },
+    Desc {
+        key: "bind_device",
+        sockopt: "SO_BINDTODEVICE",
+        platform: Platform::Linux,
+        check: |v| match v {
+            Value::Text(dev) if !dev.is_empty() && dev.len() <= 15 => Vec::new(),
+            _ => vec![format!(
+                "socket.bind_device {:?} must be an interface name of 1 to 15 bytes",
+                v.to_string()
+            )],
+        },
+        value: |o| o.bind_device.clone().map(Value::Text),
+        set: set_bind_device,
+        get: get_bind_device,
+        ..BASE
+    },
+    Desc {
+        key: "dont_route",
+        sockopt: "SO_DONTROUTE",
+        platform: Platform::Unix,
+        tcp: Scope::Accepted,
+        udp: Scope::Live,
+        value: |o| o.dont_route.map(Value::Bool),
+        set: |s, _, v| int_opt(s, Level::Socket, Name::DontRoute, v.bool()? as i32),
+        get: |s, _| get_int_opt(s, Level::Socket, Name::DontRoute).map(|v| Value::Bool(v != 0)),
+        ..BASE
+    },
+    Desc {
+        key: "priority",
+        sockopt: "SO_PRIORITY",
+        platform: Platform::Linux,
+        tcp: Scope::Accepted,
+        udp: Scope::Live,
+        range: Some((
+            0,
+            6,
+            "values above 6 need CAP_NET_ADMIN, which netservd does not ask for",
+        )),
+        value: |o| o.priority.map(|v| int(v.into())),
+        set: set_priority,
+        get: get_priority,
+        ..BASE
+    },
+    Desc {
+        key: "nodelay",
+        sockopt: "TCP_NODELAY",
+        kinds: KindSet::TCP,
+        tcp: Scope::Accepted,
+        // Keeps small frames prompt: the echo is not held back by Nagle.
+        default: Default::Ours(tcp_true, ""),
+        value: |o| o.nodelay.map(Value::Bool),
+        set: |s, _, v| s.set_tcp_nodelay(v.bool()?),
+        get: |s, _| s.tcp_nodelay().map(Value::Bool),
+        ..BASE
+    },
+    Desc {
+        key: "oob_inline",
+        sockopt: "SO_OOBINLINE",
+        kinds: KindSet::TCP,
+        tcp: Scope::Accepted,
+        // Urgent bytes stay in the stream, so the echo stays byte-exact.
+        default: Default::Ours(tcp_true, ""),
+        value: |o| o.oob_inline.map(Value::Bool),
+        set: |s, _, v| s.set_out_of_band_inline(v.bool()?),
+        get: |s, _| s.out_of_band_inline().map(Value::Bool),
+        ..BASE
+    },
+    Desc {
+        key: "keepalive",
+        sockopt: "SO_KEEPALIVE, TCP_KEEPIDLE/KEEPINTVL/KEEPCNT",
+        kinds: KindSet::TCP,
+        tcp: Scope::Accepted,
+        check: check_keepalive,
+        value: |o| o.keepalive.map(Value::Keepalive),
+        set: |s, _, v| match v {
+            Value::Keepalive(k) => crate::net::keepalive(s, *k),
+            _ => Err(super::mismatch(v)),
+        },
+        get: |s, _| s.keepalive().map(Value::Bool),
+        more: Some(keepalive_timers),
+        ..BASE
+    },
+    Desc {
+        key: "linger",
+        sockopt: "SO_LINGER",
+        kinds: KindSet::TCP,
+        tcp: Scope::Accepted,
+        check: check_linger,
+        value: |o| o.linger.map(Value::Dur),
+        set: |s, _, v| match v {
+            Value::Dur(d) => s.set_linger(Some(*d)),
+            _ => Err(super::mismatch(v)),
+        },
+        get: |s, _| {
+            s.linger()
+                .map(|d| d.map_or(Value::Text("off".into()), Value::Dur))
+        },
+        ..BASE
+    },
+    Desc {
+        key: "backlog",
+        sockopt: "listen() backlog",
+        kinds: KindSet::TCP,
+        tcp: Scope::Relisten,
+        default: Default::Ours(
+            |r| (r == Role::TcpListener).then_some(int(DEFAULT_BACKLOG.into())),
+            "",
+        ),
+        when: When::Listen,
+        range: Some((1, 65535, "")),
+        value: |o| o.backlog.map(|v| int(v.into())),
+        set: |s, _, v| s.listen(v.int()?),
+        get: |_, _| Ok(Value::Text("(not readable; listen() accepted it)".into())),
+        ..BASE
+    },
+    Desc {
+        key: "mss",
+        sockopt: "TCP_MAXSEG",
+        kinds: KindSet::TCP,
+        platform: Platform::Unix,
+        tcp: Scope::Accepted,
+        range: Some((88, 65535, "")),
+        value: |o| o.mss.map(|v| int(v.into())),
+        set: set_mss,
+        get: get_mss,
+        ..BASE
+    },
+    Desc {
+        key: "recv_low_water",
+        sockopt: "SO_RCVLOWAT",
+        kinds: KindSet::TCP,
+        platform: Platform::Unix,
+        tcp: Scope::Accepted,
+        range: Some((1, i32::MAX as i64, "")),
+        value: |o| o.recv_low_water.map(|v| int(v.into())),
+        set: |s, _, v| int_opt(s, Level::Socket, Name::RcvLowat, v.int()?),
+        get: |s, _| get_int_opt(s, Level::Socket, Name::RcvLowat).map(|v| int(v.into())),
+        ..BASE
+    },
+    Desc {
+        key: "fastopen",
+        sockopt: "TCP_FASTOPEN",
+        kinds: KindSet::TCP,
+        platform: Platform::Linux,
+        range: Some((1, 65535, "")),
+        value: |o| o.fastopen.map(|v| int(v.into())),
+        set: |s, _, v| int_opt(s, Level::Tcp, Name::FastOpen, v.int()?),
+        get: |s, _| get_int_opt(s, Level::Tcp, Name::FastOpen).map(|v| int(v.into())),
+        ..BASE
+    },
+    Desc {
+        key: "broadcast",
+        config: false,
+        sockopt: "SO_BROADCAST",
+        kinds: KindSet::BROADCAST,
+        default: Default::Ours(
+            |r| (r == Role::UdpBroadcast).then_some(Value::Bool(true)),
+            "",
+        ),
+        set: |s, _, v| s.set_broadcast(v.bool()?),
+        get: |s, _| s.broadcast().map(Value::Bool),
+        ..BASE
+    },
+    Desc {
+        key: "multicast_ttl",
+        sockopt: "IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS",
+        kinds: KindSet::MCAST,
+        udp: Scope::Live,
+        range: Some((0, 255, "")),
+        value: |o| o.multicast_ttl.map(|v| int(v.into())),
+        set: |s, c, v| {
+            let v = v.int()?;
+            if c.v6 {
+                s.set_multicast_hops_v6(v)
+            } else {
+                s.set_multicast_ttl_v4(v)
+            }
+        },
+        get: |s, c| {
+            if c.v6 {
+                s.multicast_hops_v6()
+            } else {
+                s.multicast_ttl_v4()
+            }
+            .map(|v| int(v.into()))
+        },
+        ..BASE
+    },
+    Desc {
+        key: "multicast_loop",
+        sockopt: "IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP",
+        kinds: KindSet::MCAST,
+        udp: Scope::Live,
+        value: |o| o.multicast_loop.map(Value::Bool),
+        set: |s, c, v| {
+            let v = v.bool()?;
+            if c.v6 {
+                s.set_multicast_loop_v6(v)
+            } else {
+                s.set_multicast_loop_v4(v)
+            }
+        },
+        get: |s, c| {
+            if c.v6 {
+                s.multicast_loop_v6()
+            } else {
+                s.multicast_loop_v4()
+            }
+            .map(Value::Bool)
+        },
+        ..BASE
+    },
+    Desc {
+        key: "multicast_all",
+        sockopt: "IP_MULTICAST_ALL / IPV6_MULTICAST_ALL",
+        kinds: KindSet::MULTICAST,
+        platform: Platform::Linux,
+        // Off for listeners, so two listeners on one port each get only their
+        // own group (the kernel's default is on).
+        default: Default::Ours(
+            |r| {
+                (cfg!(target_os = "linux") && r == Role::UdpMulticast).then_some(Value::Bool(false))
+            },
+            " (default)",
+        ),
+        value: |o| o.multicast_all.map(Value::Bool),
+        set: set_multicast_all,
+        get: get_multicast_all,
+        ..BASE
+    },
+];
+
+fn tcp_true(r: Role) -> Option<Value> {
+    (r == Role::TcpListener).then_some(Value::Bool(true))
+}
+
+/// `keepalive = { idle, interval, retries }` within Linux's limits for
+/// TCP_KEEPIDLE/TCP_KEEPINTVL (MAX_TCP_KEEPIDLE) and TCP_KEEPCNT (MAX_TCP_KEEPCNT).
+fn check_keepalive(v: &Value) -> Vec<String> {
+    let mut msgs = Vec::new();
+    let Value::Keepalive(Keepalive::On(p)) = v else {
+        return msgs;
+    };
+    for (what, d) in [("idle", p.idle), ("interval", p.interval)] {
+        if let Some(d) =
+            d.filter(|d| d.subsec_nanos() != 0 || d.as_secs() < 1 || d.as_secs() > 32767)
+        {
+            msgs.push(format!(
+                "socket.keepalive {what} = {} must be whole seconds from 1s to 32767s",
+                humantime::format_duration(d)
+            ));
+        }
+    }
+    if let Some(r) = p.retries.filter(|r| !(1..=127).contains(r)) {
+        msgs.push(format!(
+            "socket.keepalive retries = {r} is out of range 1..=127"
+        ));
+    }
+    msgs
+}
+
+/// SO_LINGER counts whole seconds: "500ms" would silently become 0s (a reset on every close).
+fn check_linger(v: &Value) -> Vec<String> {
+    match v {
+        Value::Dur(d) if d.subsec_nanos() != 0 || *d > Duration::from_secs(3600) => vec![format!(
+            "socket.linger = {}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\"",
+            humantime::format_duration(*d)
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// The keepalive timers as the kernel holds them (Unix), one row each.
+fn keepalive_timers(s: &Socket, v: &Value, out: &mut Vec<Applied>) {
+    let Value::Keepalive(Keepalive::On(p)) = v else {
+        return;
+    };
+    let dur = |d: Option<Duration>| {
+        d.map(|d| humantime::format_duration(d).to_string())
+            .unwrap_or_else(|| "off".into())
+    };
+    #[cfg(unix)]
+    {
+        out.push(Applied::new(
+            "keepalive.idle",
+            dur(p.idle),
+            s.tcp_keepalive_time().map(|d| dur(Some(d))),
+        ));
+        out.push(Applied::new(
+            "keepalive.interval",
+            dur(p.interval),
+            s.tcp_keepalive_interval().map(|d| dur(Some(d))),
+        ));
+        out.push(Applied::new(
+            "keepalive.retries",
+            p.retries.map_or("os".into(), |r| r.to_string()),
+            s.tcp_keepalive_retries().map(|v| v.to_string()),
+        ));
+    }
+    let _ = (s, p, dur, out);
+}
+
+fn get_reuse_address(s: &Socket, c: Ctx) -> io::Result<Value> {
+    #[cfg(windows)]
+    if c.role.exclusive() {
+        use windows_sys::Win32::Networking::WinSock;
+        return raw::get(s, WinSock::SOL_SOCKET, WinSock::SO_EXCLUSIVEADDRUSE)
+            .map(|v| Value::Text(format!("exclusiveaddruse={}", v != 0)));
+    }
+    let _ = c;
+    s.reuse_address().map(Value::Bool)
+}
+
+/// The `int` options socket2 does not wrap, set through `raw` (Unix only).
+#[derive(Clone, Copy)]
+enum Level {
+    Socket,
+    Tcp,
+}
+
+#[derive(Clone, Copy)]
+enum Name {
+    DontRoute,
+    RcvLowat,
+    FastOpen,
+}
+
+#[cfg(unix)]
+fn c_names(level: Level, name: Name) -> io::Result<(i32, i32)> {
+    let level = match level {
+        Level::Socket => libc::SOL_SOCKET,
+        Level::Tcp => libc::IPPROTO_TCP,
+    };
+    let name = match name {
+        Name::DontRoute => libc::SO_DONTROUTE,
+        Name::RcvLowat => libc::SO_RCVLOWAT,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        Name::FastOpen => libc::TCP_FASTOPEN,
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        Name::FastOpen => return unsupported(),
+    };
+    Ok((level, name))
+}
+
+fn int_opt(s: &Socket, level: Level, name: Name, v: i32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let (level, name) = c_names(level, name)?;
+        raw::set(s, level, name, v)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (s, level, name, v);
+        unsupported()
+    }
+}
+
+fn get_int_opt(s: &Socket, level: Level, name: Name) -> io::Result<i32> {
+    #[cfg(unix)]
+    {
+        let (level, name) = c_names(level, name)?;
+        raw::get(s, level, name)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (s, level, name);
+        unsupported()
+    }
+}
+
+fn set_reuse_port(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
+    #[cfg(unix)]
+    return s.set_reuse_port(v.bool()?);
+    #[cfg(not(unix))]
+    {
+        let _ = (s, v);
+        unsupported()
+    }
+}
+
+fn get_reuse_port(s: &Socket, _: Ctx) -> io::Result<Value> {
+    #[cfg(unix)]
+    return s.reuse_port().map(Value::Bool);
+    #[cfg(not(unix))]
+    {
+        let _ = s;
+        unsupported()
+    }
+}
+
+fn set_mss(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
+    #[cfg(unix)]
+    return s.set_tcp_mss(v.int()?);
+    #[cfg(not(unix))]
+    {
+        let _ = (s, v);
+        unsupported()
+    }
+}
+
+fn get_mss(s: &Socket, _: Ctx) -> io::Result<Value> {
+    #[cfg(unix)]
+    return s.tcp_mss().map(|v| int(v.into()));
+    #[cfg(not(unix))]
+    {
+        let _ = s;
+        unsupported()
+    }
+}
+
+fn set_bind_device(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return match v {
+        Value::Text(dev) => s.bind_device(Some(dev.as_bytes())),
+        _ => Err(super::mismatch(v)),
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (s, v);
+        unsupported()
+    }
+}
+
+fn get_bind_device(s: &Socket, _: Ctx) -> io::Result<Value> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return s.device().map(|d| {
+        Value::Text(
+            d.map(|d| String::from_utf8_lossy(&d).into_owned())
+                .unwrap_or_default(),
+        )
+    });
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = s;
+        unsupported()
+    }
+}
+
+fn set_priority(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return s.set_priority(v.int()?);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (s, v);
+        unsupported()
+    }
+}
+
+fn get_priority(s: &Socket, _: Ctx) -> io::Result<Value> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return s.priority().map(|v| int(v.into()));
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = s;
+        unsupported()
+    }
+}
+
+fn set_multicast_all(s: &Socket, c: Ctx, v: &Value) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    return if c.v6 {
+        s.set_multicast_all_v6(v.bool()?)
+    } else {
+        s.set_multicast_all_v4(v.bool()?)
+    };
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (s, c, v);
+        unsupported()
+    }
+}
+
+fn get_multicast_all(s: &Socket, c: Ctx) -> io::Result<Value> {
+    #[cfg(target_os = "linux")]
+    return if c.v6 {
+        s.multicast_all_v6()
+    } else {
+        s.multicast_all_v4()
+    }
+    .map(Value::Bool);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (s, c);
+        unsupported()
+    }
+}
