@@ -74,7 +74,6 @@ fn mismatch(v: &Value) -> io::Error {
 }
 
 /// Options this platform lacks: validation refuses them before any socket exists.
-#[allow(dead_code)] // unused on the platforms that have every option
 fn unsupported<T>() -> io::Result<T> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
@@ -162,9 +161,9 @@ impl Platform {
 
 /// What an unset option gets.
 #[derive(Clone, Copy)]
-pub enum Default {
+pub enum Unset {
     /// Nothing: not applied, not read back.
-    Unset,
+    Nothing,
     /// The OS default stays; read back anyway, requested as "(os default)".
     Os,
     /// We apply this value for the role (when it gives one), shown with the
@@ -203,7 +202,7 @@ pub struct Desc {
     /// What a reload that changes it needs, for a TCP listener and for UDP.
     pub tcp: Scope,
     pub udp: Scope,
-    pub default: Default,
+    pub unset: Unset,
     pub when: When,
     /// The inclusive range validation enforces (and serde errors name), with
     /// a note on why the limit is what it is ("" for none).
@@ -239,7 +238,7 @@ impl Desc {
     /// back, which only a new socket has. The backlog's default is given to
     /// listen(), not set before bind; unsetting it rebinds, as it always has.
     pub fn default_known(&self) -> bool {
-        matches!(self.default, Default::Ours(..)) && self.when == When::Bind
+        matches!(self.unset, Unset::Ours(..)) && self.when == When::Bind
     }
 
     /// Whether it applies to a socket of `c.role` and family on this platform.
@@ -255,12 +254,12 @@ pub fn resolve(d: &Desc, o: &SocketOptions, role: Role) -> Option<(Value, String
         let text = v.to_string();
         return Some((v, text));
     }
-    match d.default {
-        Default::Ours(f, note) => f(role).map(|v| {
+    match d.unset {
+        Unset::Ours(f, note) => f(role).map(|v| {
             let text = format!("{v}{note}");
             (v, text)
         }),
-        Default::Unset | Default::Os => None,
+        Unset::Nothing | Unset::Os => None,
     }
 }
 
@@ -302,6 +301,7 @@ pub fn reload_words(d: &Desc) -> String {
     }
 }
 
+mod access;
 mod table;
 pub use table::OPTIONS;
 

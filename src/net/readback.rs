@@ -9,7 +9,7 @@ use std::io;
 use socket2::SockRef;
 
 use super::Role;
-use super::options::{self, Ctx, Default};
+use super::options::{self, Ctx, Unset};
 use crate::config::SocketOptions;
 
 /// One option as requested in the config and as the kernel reports it.
@@ -39,7 +39,7 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
     for d in options::OPTIONS.iter().filter(|d| d.applies(ctx)) {
         let requested = match options::resolve(d, o, role) {
             Some((_, text)) => text,
-            None if matches!(d.default, Default::Os) => "(os default)".into(),
+            None if matches!(d.unset, Unset::Os) => "(os default)".into(),
             None => continue,
         };
         let effective = (d.get)(&sock, ctx).map(|v| v.to_string());

@@ -1,16 +1,10 @@
 //! The entries of [`OPTIONS`], in the order `check --bind` and `/services`
-//! list them, and the setters and getters socket2 (or `raw`) needs for each.
-//! Platform-only options keep their cfg inside their setter and getter, so
-//! the table itself is the same on every platform.
+//! list them. One-line setters and getters (socket2 calls) are written in
+//! place; the longer and platform-only ones are in `access.rs`.
 
-use std::io;
-use std::time::Duration;
-
-use socket2::Socket;
-
-use super::{Ctx, Default, Desc, KindSet, Platform, Scope, Value, When, unsupported};
-use crate::config::Keepalive;
-use crate::net::{Applied, DEFAULT_BACKLOG, Role, raw};
+use super::access::*;
+use super::{Desc, KindSet, Platform, Scope, Unset, Value, When, unsupported};
+use crate::net::{DEFAULT_BACKLOG, Role};
 
 const fn int(v: i64) -> Value {
     Value::Int(v)
@@ -26,7 +20,7 @@ const BASE: Desc = Desc {
     platform: Platform::All,
     tcp: Scope::Rebind,
     udp: Scope::Rebind,
-    default: Default::Unset,
+    unset: Unset::Nothing,
     when: When::Bind,
     range: None,
     check: |_| Vec::new(),
@@ -41,7 +35,7 @@ pub static OPTIONS: &[Desc] = &[
     Desc {
         key: "reuse_address",
         sockopt: "SO_REUSEADDR",
-        default: Default::Ours(|r| Some(Value::Bool(r.default_reuse_address())), ""),
+        unset: Unset::Ours(|r| Some(Value::Bool(r.default_reuse_address())), ""),
         value: |o| o.reuse_address.map(Value::Bool),
         set: |s, c, v| crate::net::reuse_address(s, v.bool()?, c.role.exclusive()),
         get: get_reuse_address,
@@ -53,7 +47,7 @@ pub static OPTIONS: &[Desc] = &[
         platform: Platform::Unix,
         // Not asked for: the Linux TCP default that makes rebinds gap-free.
         // README "Reload and shutdown": a reload binds beside the old listener.
-        default: Default::Ours(
+        unset: Unset::Ours(
             |r| crate::net::reuse_port_default(r).then_some(Value::Bool(true)),
             " (Linux default)",
         ),
@@ -76,7 +70,7 @@ pub static OPTIONS: &[Desc] = &[
         sockopt: "SO_RCVBUF",
         tcp: Scope::Accepted,
         udp: Scope::Live,
-        default: Default::Os,
+        unset: Unset::Os,
         range: Some((1, i32::MAX as i64 / 2, "")),
         value: |o| o.recv_buffer_bytes.map(|v| int(v as i64)),
         set: |s, _, v| s.set_recv_buffer_size(v.int()?),
@@ -88,7 +82,7 @@ pub static OPTIONS: &[Desc] = &[
         sockopt: "SO_SNDBUF",
         tcp: Scope::Accepted,
         udp: Scope::Live,
-        default: Default::Os,
+        unset: Unset::Os,
         range: Some((1, i32::MAX as i64 / 2, "")),
         value: |o| o.send_buffer_bytes.map(|v| int(v as i64)),
         set: |s, _, v| s.set_send_buffer_size(v.int()?),
@@ -194,7 +188,7 @@ pub static OPTIONS: &[Desc] = &[
         kinds: KindSet::TCP,
         tcp: Scope::Accepted,
         // Keeps small frames prompt: the echo is not held back by Nagle.
-        default: Default::Ours(tcp_true, ""),
+        unset: Unset::Ours(tcp_true, ""),
         value: |o| o.nodelay.map(Value::Bool),
         set: |s, _, v| s.set_tcp_nodelay(v.bool()?),
         get: |s, _| s.tcp_nodelay().map(Value::Bool),
@@ -206,7 +200,7 @@ pub static OPTIONS: &[Desc] = &[
         kinds: KindSet::TCP,
         tcp: Scope::Accepted,
         // Urgent bytes stay in the stream, so the echo stays byte-exact.
-        default: Default::Ours(tcp_true, ""),
+        unset: Unset::Ours(tcp_true, ""),
         value: |o| o.oob_inline.map(Value::Bool),
         set: |s, _, v| s.set_out_of_band_inline(v.bool()?),
         get: |s, _| s.out_of_band_inline().map(Value::Bool),
@@ -249,7 +243,7 @@ pub static OPTIONS: &[Desc] = &[
         sockopt: "listen() backlog",
         kinds: KindSet::TCP,
         tcp: Scope::Relisten,
-        default: Default::Ours(
+        unset: Unset::Ours(
             |r| (r == Role::TcpListener).then_some(int(DEFAULT_BACKLOG.into())),
             "",
         ),
@@ -300,7 +294,7 @@ pub static OPTIONS: &[Desc] = &[
         config: false,
         sockopt: "SO_BROADCAST",
         kinds: KindSet::BROADCAST,
-        default: Default::Ours(
+        unset: Unset::Ours(
             |r| (r == Role::UdpBroadcast).then_some(Value::Bool(true)),
             "",
         ),
@@ -364,7 +358,7 @@ pub static OPTIONS: &[Desc] = &[
         platform: Platform::Linux,
         // Off for listeners, so two listeners on one port each get only their
         // own group (the kernel's default is on).
-        default: Default::Ours(
+        unset: Unset::Ours(
             |r| {
                 (cfg!(target_os = "linux") && r == Role::UdpMulticast).then_some(Value::Bool(false))
             },
@@ -376,258 +370,3 @@ pub static OPTIONS: &[Desc] = &[
         ..BASE
     },
 ];
-
-fn tcp_true(r: Role) -> Option<Value> {
-    (r == Role::TcpListener).then_some(Value::Bool(true))
-}
-
-/// `keepalive = { idle, interval, retries }` within Linux's limits for
-/// TCP_KEEPIDLE/TCP_KEEPINTVL (MAX_TCP_KEEPIDLE) and TCP_KEEPCNT (MAX_TCP_KEEPCNT).
-fn check_keepalive(v: &Value) -> Vec<String> {
-    let mut msgs = Vec::new();
-    let Value::Keepalive(Keepalive::On(p)) = v else {
-        return msgs;
-    };
-    for (what, d) in [("idle", p.idle), ("interval", p.interval)] {
-        if let Some(d) =
-            d.filter(|d| d.subsec_nanos() != 0 || d.as_secs() < 1 || d.as_secs() > 32767)
-        {
-            msgs.push(format!(
-                "socket.keepalive {what} = {} must be whole seconds from 1s to 32767s",
-                humantime::format_duration(d)
-            ));
-        }
-    }
-    if let Some(r) = p.retries.filter(|r| !(1..=127).contains(r)) {
-        msgs.push(format!(
-            "socket.keepalive retries = {r} is out of range 1..=127"
-        ));
-    }
-    msgs
-}
-
-/// SO_LINGER counts whole seconds: "500ms" would silently become 0s (a reset on every close).
-fn check_linger(v: &Value) -> Vec<String> {
-    match v {
-        Value::Dur(d) if d.subsec_nanos() != 0 || *d > Duration::from_secs(3600) => vec![format!(
-            "socket.linger = {}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\"",
-            humantime::format_duration(*d)
-        )],
-        _ => Vec::new(),
-    }
-}
-
-/// The keepalive timers as the kernel holds them (Unix), one row each.
-fn keepalive_timers(s: &Socket, v: &Value, out: &mut Vec<Applied>) {
-    let Value::Keepalive(Keepalive::On(p)) = v else {
-        return;
-    };
-    let dur = |d: Option<Duration>| {
-        d.map(|d| humantime::format_duration(d).to_string())
-            .unwrap_or_else(|| "off".into())
-    };
-    #[cfg(unix)]
-    {
-        out.push(Applied::new(
-            "keepalive.idle",
-            dur(p.idle),
-            s.tcp_keepalive_time().map(|d| dur(Some(d))),
-        ));
-        out.push(Applied::new(
-            "keepalive.interval",
-            dur(p.interval),
-            s.tcp_keepalive_interval().map(|d| dur(Some(d))),
-        ));
-        out.push(Applied::new(
-            "keepalive.retries",
-            p.retries.map_or("os".into(), |r| r.to_string()),
-            s.tcp_keepalive_retries().map(|v| v.to_string()),
-        ));
-    }
-    let _ = (s, p, dur, out);
-}
-
-fn get_reuse_address(s: &Socket, c: Ctx) -> io::Result<Value> {
-    #[cfg(windows)]
-    if c.role.exclusive() {
-        use windows_sys::Win32::Networking::WinSock;
-        return raw::get(s, WinSock::SOL_SOCKET, WinSock::SO_EXCLUSIVEADDRUSE)
-            .map(|v| Value::Text(format!("exclusiveaddruse={}", v != 0)));
-    }
-    let _ = c;
-    s.reuse_address().map(Value::Bool)
-}
-
-/// The `int` options socket2 does not wrap, set through `raw` (Unix only).
-#[derive(Clone, Copy)]
-enum Level {
-    Socket,
-    Tcp,
-}
-
-#[derive(Clone, Copy)]
-enum Name {
-    DontRoute,
-    RcvLowat,
-    FastOpen,
-}
-
-#[cfg(unix)]
-fn c_names(level: Level, name: Name) -> io::Result<(i32, i32)> {
-    let level = match level {
-        Level::Socket => libc::SOL_SOCKET,
-        Level::Tcp => libc::IPPROTO_TCP,
-    };
-    let name = match name {
-        Name::DontRoute => libc::SO_DONTROUTE,
-        Name::RcvLowat => libc::SO_RCVLOWAT,
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        Name::FastOpen => libc::TCP_FASTOPEN,
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        Name::FastOpen => return unsupported(),
-    };
-    Ok((level, name))
-}
-
-fn int_opt(s: &Socket, level: Level, name: Name, v: i32) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let (level, name) = c_names(level, name)?;
-        raw::set(s, level, name, v)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (s, level, name, v);
-        unsupported()
-    }
-}
-
-fn get_int_opt(s: &Socket, level: Level, name: Name) -> io::Result<i32> {
-    #[cfg(unix)]
-    {
-        let (level, name) = c_names(level, name)?;
-        raw::get(s, level, name)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (s, level, name);
-        unsupported()
-    }
-}
-
-fn set_reuse_port(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
-    #[cfg(unix)]
-    return s.set_reuse_port(v.bool()?);
-    #[cfg(not(unix))]
-    {
-        let _ = (s, v);
-        unsupported()
-    }
-}
-
-fn get_reuse_port(s: &Socket, _: Ctx) -> io::Result<Value> {
-    #[cfg(unix)]
-    return s.reuse_port().map(Value::Bool);
-    #[cfg(not(unix))]
-    {
-        let _ = s;
-        unsupported()
-    }
-}
-
-fn set_mss(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
-    #[cfg(unix)]
-    return s.set_tcp_mss(v.int()?);
-    #[cfg(not(unix))]
-    {
-        let _ = (s, v);
-        unsupported()
-    }
-}
-
-fn get_mss(s: &Socket, _: Ctx) -> io::Result<Value> {
-    #[cfg(unix)]
-    return s.tcp_mss().map(|v| int(v.into()));
-    #[cfg(not(unix))]
-    {
-        let _ = s;
-        unsupported()
-    }
-}
-
-fn set_bind_device(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return match v {
-        Value::Text(dev) => s.bind_device(Some(dev.as_bytes())),
-        _ => Err(super::mismatch(v)),
-    };
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = (s, v);
-        unsupported()
-    }
-}
-
-fn get_bind_device(s: &Socket, _: Ctx) -> io::Result<Value> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return s.device().map(|d| {
-        Value::Text(
-            d.map(|d| String::from_utf8_lossy(&d).into_owned())
-                .unwrap_or_default(),
-        )
-    });
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = s;
-        unsupported()
-    }
-}
-
-fn set_priority(s: &Socket, _: Ctx, v: &Value) -> io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return s.set_priority(v.int()?);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = (s, v);
-        unsupported()
-    }
-}
-
-fn get_priority(s: &Socket, _: Ctx) -> io::Result<Value> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    return s.priority().map(|v| int(v.into()));
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = s;
-        unsupported()
-    }
-}
-
-fn set_multicast_all(s: &Socket, c: Ctx, v: &Value) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    return if c.v6 {
-        s.set_multicast_all_v6(v.bool()?)
-    } else {
-        s.set_multicast_all_v4(v.bool()?)
-    };
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (s, c, v);
-        unsupported()
-    }
-}
-
-fn get_multicast_all(s: &Socket, c: Ctx) -> io::Result<Value> {
-    #[cfg(target_os = "linux")]
-    return if c.v6 {
-        s.multicast_all_v6()
-    } else {
-        s.multicast_all_v4()
-    }
-    .map(Value::Bool);
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (s, c);
-        unsupported()
-    }
-}
