@@ -67,7 +67,7 @@ pub fn apply_in_place(
         if !d.applies(ctx) {
             continue;
         }
-        if let Some((v, _)) = options::resolve(d, o, role) {
+        if let Some(v) = options::resolve(d, o, role) {
             (d.set)(&sock, ctx, &v)
                 .with_context(|| format!("set socket.{} on the running socket {addr}", d.key))?;
         }

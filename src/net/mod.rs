@@ -200,19 +200,28 @@ pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> 
         if d.when != options::When::Bind || !d.applies(ctx) {
             continue;
         }
-        if let Some((v, _)) = options::resolve(d, o, role) {
+        if let Some(v) = options::resolve(d, o, role) {
             (d.set)(sock, ctx, &v).with_context(|| format!("set socket.{} on {addr}", d.key))?;
         }
     }
     Ok(())
 }
 
-/// Per-connection options, applied to each accepted stream: Linux does not
-/// carry TCP_NODELAY or the keepalive timers over from the listener everywhere.
+/// Per-connection options ([`options::Desc::per_connection`]), applied to
+/// each accepted stream: Linux does not carry TCP_NODELAY or the keepalive
+/// timers over from the listener everywhere.
 pub fn apply_accepted(stream: &tokio::net::TcpStream, o: &SocketOptions) -> io::Result<()> {
-    stream.set_nodelay(o.nodelay.unwrap_or(true))?;
-    if let Some(k) = o.keepalive {
-        keepalive(&SockRef::from(stream), k)?;
+    let sock = SockRef::from(stream);
+    // No getsockname on the accept path: no per-connection option has an
+    // IPv4 and an IPv6 form (a unit test holds the table to that).
+    let ctx = options::Ctx {
+        v6: false,
+        role: Role::TcpListener,
+    };
+    for d in options::OPTIONS.iter().filter(|d| d.per_connection) {
+        if let Some(v) = options::resolve(d, o, ctx.role) {
+            (d.set)(&sock, ctx, &v)?;
+        }
     }
     Ok(())
 }

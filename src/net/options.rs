@@ -78,6 +78,12 @@ fn unsupported<T>() -> io::Result<T> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
+/// The IPv6 or the IPv4 form of an option (IPV6_UNICAST_HOPS or IP_TTL),
+/// by the socket's family.
+fn by_family<T>(c: Ctx, v6: impl FnOnce() -> T, v4: impl FnOnce() -> T) -> T {
+    if c.v6 { v6() } else { v4() }
+}
+
 /// What changing one option needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -204,6 +210,9 @@ pub struct Desc {
     pub udp: Scope,
     pub unset: Unset,
     pub when: When,
+    /// Set again on each accepted connection: Linux does not carry it over
+    /// from the listener everywhere (TCP_NODELAY, the keepalive timers).
+    pub per_connection: bool,
     /// The inclusive range validation enforces (and serde errors name), with
     /// a note on why the limit is what it is ("" for none).
     pub range: Option<(i64, i64, &'static str)>,
@@ -247,19 +256,24 @@ impl Desc {
     }
 }
 
-/// The value to apply for `d`: the configured one, else our default for the
-/// role; with the text the requested column shows.
-pub fn resolve(d: &Desc, o: &SocketOptions, role: Role) -> Option<(Value, String)> {
+/// The value to apply for `d`: the configured one, else our default for the role.
+pub fn resolve(d: &Desc, o: &SocketOptions, role: Role) -> Option<Value> {
+    (d.value)(o).or_else(|| match d.unset {
+        Unset::Ours(f, _) => f(role),
+        Unset::Nothing | Unset::Os => None,
+    })
+}
+
+/// What the requested column shows for `d`: the value as written, our
+/// default with its note, "(os default)", or nothing (no row).
+pub fn requested_text(d: &Desc, o: &SocketOptions, role: Role) -> Option<String> {
     if let Some(v) = (d.value)(o) {
-        let text = v.to_string();
-        return Some((v, text));
+        return Some(v.to_string());
     }
     match d.unset {
-        Unset::Ours(f, note) => f(role).map(|v| {
-            let text = format!("{v}{note}");
-            (v, text)
-        }),
-        Unset::Nothing | Unset::Os => None,
+        Unset::Ours(f, note) => f(role).map(|v| format!("{v}{note}")),
+        Unset::Os => Some("(os default)".into()),
+        Unset::Nothing => None,
     }
 }
 

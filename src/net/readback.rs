@@ -9,7 +9,7 @@ use std::io;
 use socket2::SockRef;
 
 use super::Role;
-use super::options::{self, Ctx, Unset};
+use super::options::{self, Ctx};
 use crate::config::SocketOptions;
 
 /// One option as requested in the config and as the kernel reports it.
@@ -37,10 +37,8 @@ pub fn read_back(sock: SockRef<'_>, v6: bool, o: &SocketOptions, role: Role) -> 
     let ctx = Ctx { v6, role };
     let mut out = Vec::new();
     for d in options::OPTIONS.iter().filter(|d| d.applies(ctx)) {
-        let requested = match options::resolve(d, o, role) {
-            Some((_, text)) => text,
-            None if matches!(d.unset, Unset::Os) => "(os default)".into(),
-            None => continue,
+        let Some(requested) = options::requested_text(d, o, role) else {
+            continue;
         };
         let effective = (d.get)(&sock, ctx).map(|v| v.to_string());
         out.push(Applied::new(d.key, requested, effective));

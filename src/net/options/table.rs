@@ -3,7 +3,7 @@
 //! place; the longer and platform-only ones are in `access.rs`.
 
 use super::access::*;
-use super::{Desc, KindSet, Platform, Scope, Unset, Value, When, unsupported};
+use super::{Desc, KindSet, Platform, Scope, Unset, Value, When, by_family, unsupported};
 use crate::net::{DEFAULT_BACKLOG, Role};
 
 const fn int(v: i64) -> Value {
@@ -22,6 +22,7 @@ const BASE: Desc = Desc {
     udp: Scope::Rebind,
     unset: Unset::Nothing,
     when: When::Bind,
+    per_connection: false,
     range: None,
     check: |_| Vec::new(),
     value: |_| None,
@@ -98,20 +99,9 @@ pub static OPTIONS: &[Desc] = &[
         value: |o| o.ttl.map(|v| int(v.into())),
         set: |s, c, v| {
             let v = v.int()?;
-            if c.v6 {
-                s.set_unicast_hops_v6(v)
-            } else {
-                s.set_ttl_v4(v)
-            }
+            by_family(c, || s.set_unicast_hops_v6(v), || s.set_ttl_v4(v))
         },
-        get: |s, c| {
-            if c.v6 {
-                s.unicast_hops_v6()
-            } else {
-                s.ttl_v4()
-            }
-            .map(|v| int(v.into()))
-        },
+        get: |s, c| by_family(c, || s.unicast_hops_v6(), || s.ttl_v4()).map(|v| int(v.into())),
         ..BASE
     },
     Desc {
@@ -123,20 +113,9 @@ pub static OPTIONS: &[Desc] = &[
         value: |o| o.tos.map(|v| int(v.into())),
         set: |s, c, v| {
             let v = v.int()?;
-            if c.v6 {
-                crate::net::set_tclass_v6(s, v)
-            } else {
-                s.set_tos_v4(v)
-            }
+            by_family(c, || crate::net::set_tclass_v6(s, v), || s.set_tos_v4(v))
         },
-        get: |s, c| {
-            if c.v6 {
-                crate::net::tclass_v6(s)
-            } else {
-                s.tos_v4()
-            }
-            .map(|v| int(v.into()))
-        },
+        get: |s, c| by_family(c, || crate::net::tclass_v6(s), || s.tos_v4()).map(|v| int(v.into())),
         ..BASE
     },
     Desc {
@@ -192,6 +171,7 @@ pub static OPTIONS: &[Desc] = &[
         value: |o| o.nodelay.map(Value::Bool),
         set: |s, _, v| s.set_tcp_nodelay(v.bool()?),
         get: |s, _| s.tcp_nodelay().map(Value::Bool),
+        per_connection: true,
         ..BASE
     },
     Desc {
@@ -219,6 +199,7 @@ pub static OPTIONS: &[Desc] = &[
         },
         get: |s, _| s.keepalive().map(Value::Bool),
         more: Some(keepalive_timers),
+        per_connection: true,
         ..BASE
     },
     Desc {
@@ -311,19 +292,14 @@ pub static OPTIONS: &[Desc] = &[
         value: |o| o.multicast_ttl.map(|v| int(v.into())),
         set: |s, c, v| {
             let v = v.int()?;
-            if c.v6 {
-                s.set_multicast_hops_v6(v)
-            } else {
-                s.set_multicast_ttl_v4(v)
-            }
+            by_family(
+                c,
+                || s.set_multicast_hops_v6(v),
+                || s.set_multicast_ttl_v4(v),
+            )
         },
         get: |s, c| {
-            if c.v6 {
-                s.multicast_hops_v6()
-            } else {
-                s.multicast_ttl_v4()
-            }
-            .map(|v| int(v.into()))
+            by_family(c, || s.multicast_hops_v6(), || s.multicast_ttl_v4()).map(|v| int(v.into()))
         },
         ..BASE
     },
@@ -335,19 +311,14 @@ pub static OPTIONS: &[Desc] = &[
         value: |o| o.multicast_loop.map(Value::Bool),
         set: |s, c, v| {
             let v = v.bool()?;
-            if c.v6 {
-                s.set_multicast_loop_v6(v)
-            } else {
-                s.set_multicast_loop_v4(v)
-            }
+            by_family(
+                c,
+                || s.set_multicast_loop_v6(v),
+                || s.set_multicast_loop_v4(v),
+            )
         },
         get: |s, c| {
-            if c.v6 {
-                s.multicast_loop_v6()
-            } else {
-                s.multicast_loop_v4()
-            }
-            .map(Value::Bool)
+            by_family(c, || s.multicast_loop_v6(), || s.multicast_loop_v4()).map(Value::Bool)
         },
         ..BASE
     },

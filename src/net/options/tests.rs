@@ -189,3 +189,22 @@ fn readme_table_matches_the_option_table() {
         }
     }
 }
+
+/// `apply_accepted` sets these without asking the socket's family.
+#[test]
+fn per_connection_options_are_tcp_and_family_free() {
+    let per: Vec<_> = OPTIONS
+        .iter()
+        .filter(|d| d.per_connection)
+        .map(|d| d.key)
+        .collect();
+    assert_eq!(per, ["nodelay", "keepalive"]);
+    for d in OPTIONS.iter().filter(|d| d.per_connection) {
+        assert!(
+            !d.sockopt.contains(" / "),
+            "{}: has a v4 and a v6 form",
+            d.key
+        );
+        assert_eq!(d.kinds, KindSet::TCP, "{}", d.key);
+    }
+}
