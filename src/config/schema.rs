@@ -344,15 +344,9 @@ impl TcpEchoConfig {
 
 impl SocketOptions {
     /// The keys this table sets, with their values as written, in the order
-    /// of the option table (`net::options`); drives per-kind/per-platform
-    /// checks and `check` output.
+    /// of the option table (`net::options`): what `check` lists.
     pub fn requested(&self) -> Vec<(&'static str, String)> {
         crate::net::options::requested(self)
-    }
-
-    /// Names of the keys this table sets.
-    pub fn keys_set(&self) -> Vec<&'static str> {
-        self.requested().into_iter().map(|(k, _)| k).collect()
     }
 }
 

@@ -9,8 +9,9 @@
 //! listing of `check`, and a test that holds the README's table to it. A value
 //! flows from the serde struct ([`Desc::value`], as a [`Value`]) through
 //! [`resolve`] (our default when unset) to [`Desc::set`]; [`Desc::get`] asks
-//! the kernel for what it applied. Adding an option is one entry here, one
-//! field in `SocketOptions` and one README row.
+//! the kernel for what it applied. Adding an option is one entry in
+//! `options/table.rs`, one field in `SocketOptions` and one README row (the
+//! unit tests fail, naming it, until all three are there).
 
 use std::fmt;
 use std::io;
@@ -125,14 +126,21 @@ impl KindSet {
         self.0 & Self::bit(role) != 0
     }
 
-    /// The README's "applies to" words.
-    pub fn words(self) -> &'static str {
+    /// The README's "applies to" words: "all", "TCP", or the kinds by name.
+    pub fn words(self) -> String {
         match self {
-            KindSet::TCP => "TCP",
-            KindSet::MCAST => "broadcast, multicast",
-            KindSet::MULTICAST => "multicast",
-            KindSet::BROADCAST => "broadcast",
-            _ => "all",
+            KindSet::ALL => "all".into(),
+            KindSet::TCP => "TCP".into(),
+            _ => [
+                (KindSet::UDP_ECHO, "udp_echo"),
+                (KindSet::BROADCAST, "broadcast"),
+                (KindSet::MULTICAST, "multicast"),
+            ]
+            .iter()
+            .filter(|(k, _)| self.0 & k.0 != 0)
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>()
+            .join(", "),
         }
     }
 }
@@ -288,7 +296,7 @@ pub fn range(key: &str) -> Option<(i128, i128)> {
 }
 
 /// The keys `o` sets with their values as written, in table order: what
-/// `check` lists and what reload compares.
+/// `check` lists without `--bind`.
 pub fn requested(o: &SocketOptions) -> Vec<(&'static str, String)> {
     OPTIONS
         .iter()

@@ -158,11 +158,11 @@ fn readme_table_matches_the_option_table() {
     }
     for d in OPTIONS.iter().filter(|d| d.config) {
         let applies = if d.v6_only {
-            "IPv6 addresses"
+            "IPv6 addresses".to_string()
         } else {
             d.kinds.words()
         };
-        let want = [d.sockopt.to_string(), applies.to_string(), reload_words(d)];
+        let want = [d.sockopt.to_string(), applies, reload_words(d)];
         let Some((_, cells)) = rows.iter().find(|(k, _)| k == d.key) else {
             panic!(
                 "README Socket options has no row for `{}`; add: | `{}` | {} | {} | {} | ... |",
