@@ -16,6 +16,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("mss", "mss = 1400", "Unix"),
     ("bind_device", "bind_device = \"lo\"", "Linux"),
     ("fastopen", "fastopen = 16", "Linux"),
+    ("priority", "priority = 1", "Linux"),
 ];
 
 fn config(line: &str) -> String {

@@ -280,7 +280,8 @@ pub enum Reply {
 }
 
 /// `[*.socket]`: options applied with socket2 before bind. `None` = OS default.
-/// Which keys apply to which service kind is checked in `validate.rs`.
+/// Which keys apply to which service kind, and how each is set and read
+/// back, is the option table in `net/options.rs` (one entry per field).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketOptions {
@@ -315,6 +316,8 @@ pub struct SocketOptions {
     pub tos: Option<u32>,
     /// SO_DONTROUTE (Unix only).
     pub dont_route: Option<bool>,
+    /// SO_PRIORITY (Linux only): 0..=6, the queueing priority of the packets sent.
+    pub priority: Option<u32>,
     /// SO_BINDTODEVICE (Linux only).
     pub bind_device: Option<String>,
     /// TCP_FASTOPEN queue length (Linux only).
@@ -341,45 +344,9 @@ impl TcpEchoConfig {
 
 impl SocketOptions {
     /// The keys this table sets, with their values as written, in the order
-    /// of the struct; drives per-kind/per-platform checks and `check` output.
+    /// of the option table (`net::options`): what `check` lists.
     pub fn requested(&self) -> Vec<(&'static str, String)> {
-        fn show<T: std::fmt::Display>(v: &Option<T>) -> Option<String> {
-            v.as_ref().map(|v| v.to_string())
-        }
-        let o = self;
-        [
-            ("reuse_address", show(&o.reuse_address)),
-            ("reuse_port", show(&o.reuse_port)),
-            ("nodelay", show(&o.nodelay)),
-            ("keepalive", o.keepalive.map(|k| k.to_string())),
-            (
-                "linger",
-                o.linger.map(|d| humantime::format_duration(d).to_string()),
-            ),
-            ("recv_buffer_bytes", show(&o.recv_buffer_bytes)),
-            ("send_buffer_bytes", show(&o.send_buffer_bytes)),
-            ("backlog", show(&o.backlog)),
-            ("ttl", show(&o.ttl)),
-            ("only_v6", show(&o.only_v6)),
-            ("oob_inline", show(&o.oob_inline)),
-            ("mss", show(&o.mss)),
-            ("recv_low_water", show(&o.recv_low_water)),
-            ("tos", show(&o.tos)),
-            ("dont_route", show(&o.dont_route)),
-            ("bind_device", show(&o.bind_device)),
-            ("fastopen", show(&o.fastopen)),
-            ("multicast_ttl", show(&o.multicast_ttl)),
-            ("multicast_loop", show(&o.multicast_loop)),
-            ("multicast_all", show(&o.multicast_all)),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect()
-    }
-
-    /// Names of the keys this table sets.
-    pub fn keys_set(&self) -> Vec<&'static str> {
-        self.requested().into_iter().map(|(k, _)| k).collect()
+        crate::net::options::requested(self)
     }
 }
 

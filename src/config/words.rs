@@ -6,16 +6,8 @@
 
 /// Keys whose allowed range is narrower than their type's: the same limits
 /// `validate` enforces, so a type error and a range error say the same thing.
+/// The `[*.socket]` keys' ranges are in the option table (`net::options`).
 const RANGES: &[(&str, i128, i128)] = &[
-    ("ttl", 1, 255),
-    ("multicast_ttl", 0, 255),
-    ("tos", 0, 255),
-    ("backlog", 1, 65535),
-    ("recv_buffer_bytes", 1, i32::MAX as i128 / 2),
-    ("send_buffer_bytes", 1, i32::MAX as i128 / 2),
-    ("mss", 88, 65535),
-    ("recv_low_water", 1, i32::MAX as i128),
-    ("fastopen", 1, 65535),
     ("port", 1, 65535),
     ("max_connections", 1, u32::MAX as i128),
     ("max_datagram_bytes", 1, crate::MAX_UDP_PAYLOAD as i128),
@@ -43,6 +35,9 @@ pub fn whole_number(key: &str, lo: i128, hi: i128, found: &str) -> String {
 fn range_of(key: &str, ty: &str) -> Option<(i128, i128)> {
     if let Some((_, lo, hi)) = RANGES.iter().find(|(k, _, _)| *k == key) {
         return Some((*lo, *hi));
+    }
+    if let Some(r) = crate::net::options::range(key) {
+        return Some(r);
     }
     Some(match ty {
         "u8" => (0, u8::MAX as i128),

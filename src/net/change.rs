@@ -1,79 +1,25 @@
-//! What a changed `[*.socket]` option needs when a reload changes it, in one
-//! table ([`SCOPES`]): applied to the live socket in place, applied to the
-//! listener so that connections accepted from then on inherit it, re-applied
-//! with `listen()`, or a new socket (rebind). The reload planner asks
-//! [`classify`] and gets back the keys to set in place or the first key that
-//! forces a rebind; [`apply_in_place`] then sets those keys on the running
-//! socket. Issue 14's socket-option descriptor table can absorb [`SCOPES`].
+//! What a changed `[*.socket]` option needs when a reload changes it: applied
+//! to the live socket in place, applied to the listener so that connections
+//! accepted from then on inherit it, re-applied with `listen()`, or a new
+//! socket (rebind). Each option's [`Scope`] is in the option table
+//! ([`super::options::OPTIONS`]). The reload planner asks [`classify`] and
+//! gets back the keys to set in place or the first key that forces a rebind;
+//! [`apply_in_place`] then sets those keys on the running socket with the
+//! table's setters.
 
-use std::io;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use socket2::SockRef;
 
 use super::Role;
+pub use super::options::Scope;
+use super::options::{self, Ctx, OPTIONS};
 use crate::config::SocketOptions;
-
-/// What changing one option needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Set on the running socket; takes effect at once (UDP services).
-    Live,
-    /// Set on the listener; connections accepted from then on inherit it
-    /// (those already open keep theirs).
-    Accepted,
-    /// The listen() backlog: a second `listen()` on the same socket resizes it (Linux).
-    Relisten,
-    /// Only a new socket can have it (bind-time options).
-    Rebind,
-}
-
-/// Every option and what changing it needs, for TCP listeners and for UDP.
-pub const SCOPES: &[(&str, Scope, Scope)] = &[
-    // (key, tcp listener, udp)
-    ("reuse_address", Scope::Rebind, Scope::Rebind),
-    ("reuse_port", Scope::Rebind, Scope::Rebind),
-    ("only_v6", Scope::Rebind, Scope::Rebind),
-    ("bind_device", Scope::Rebind, Scope::Rebind),
-    ("fastopen", Scope::Rebind, Scope::Rebind),
-    ("multicast_all", Scope::Rebind, Scope::Rebind),
-    ("backlog", BACKLOG, Scope::Rebind),
-    ("nodelay", Scope::Accepted, Scope::Rebind),
-    ("keepalive", Scope::Accepted, Scope::Rebind),
-    ("linger", Scope::Accepted, Scope::Rebind),
-    ("oob_inline", Scope::Accepted, Scope::Rebind),
-    ("mss", Scope::Accepted, Scope::Rebind),
-    ("recv_low_water", Scope::Accepted, Scope::Rebind),
-    ("recv_buffer_bytes", Scope::Accepted, Scope::Live),
-    ("send_buffer_bytes", Scope::Accepted, Scope::Live),
-    ("tos", Scope::Accepted, Scope::Live),
-    ("ttl", Scope::Accepted, Scope::Live),
-    ("dont_route", Scope::Accepted, Scope::Live),
-    ("multicast_ttl", Scope::Rebind, Scope::Live),
-    ("multicast_loop", Scope::Rebind, Scope::Live),
-];
-
-/// Linux resizes the accept queue on a second listen(); elsewhere we do not rely on it.
-const BACKLOG: Scope = if cfg!(target_os = "linux") {
-    Scope::Relisten
-} else {
-    Scope::Rebind
-};
-
-/// Keys whose "not set" has a value we apply ourselves (see `net::apply`),
-/// so removing them can be applied in place; removing any other key would
-/// need the kernel's default back, which only a new socket has.
-const DEFAULT_KNOWN: &[&str] = &["nodelay", "oob_inline"];
 
 /// What changing `key` needs for a socket of `role`; unknown keys rebind.
 pub fn scope(key: &str, role: Role) -> Scope {
-    SCOPES
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map_or(Scope::Rebind, |&(_, tcp, udp)| {
-            if role == Role::TcpListener { tcp } else { udp }
-        })
+    options::find(key).map_or(Scope::Rebind, |d| d.scope(role))
 }
 
 /// The outcome of comparing two socket tables.
@@ -85,29 +31,27 @@ pub struct SocketChange {
     pub rebind: Option<&'static str>,
 }
 
-/// Compares `old` and `new` key by key.
+/// Compares `old` and `new` key by key, in table order.
 pub fn classify(old: &SocketOptions, new: &SocketOptions, role: Role) -> SocketChange {
-    let (a, b) = (old.requested(), new.requested());
-    let value = |set: &[(&'static str, String)], key: &str| {
-        set.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-    };
     let mut out = SocketChange::default();
-    for &(key, _, _) in SCOPES {
-        let (was, now) = (value(&a, key), value(&b, key));
+    for d in OPTIONS {
+        let (was, now) = ((d.value)(old), (d.value)(new));
         if was == now {
             continue;
         }
-        let removed = now.is_none() && !DEFAULT_KNOWN.contains(&key);
-        if removed || scope(key, role) == Scope::Rebind {
-            out.rebind.get_or_insert(key);
+        let removed = now.is_none() && !d.default_known();
+        if removed || d.scope(role) == Scope::Rebind {
+            out.rebind.get_or_insert(d.key);
         } else {
-            out.in_place.push(key);
+            out.in_place.push(d.key);
         }
     }
     out
 }
 
 /// Sets `keys` (from [`classify`]'s `in_place`) of `o` on a running socket.
+/// Keys the platform lacks were refused by validation; keys of another role
+/// (never in `in_place`) are skipped.
 pub fn apply_in_place(
     sock: SockRef<'_>,
     addr: SocketAddr,
@@ -115,75 +59,20 @@ pub fn apply_in_place(
     role: Role,
     keys: &[&'static str],
 ) -> Result<()> {
-    for &key in keys {
-        set_key(&sock, addr.is_ipv6(), o, role, key)
-            .with_context(|| format!("set socket.{key} on the running socket {addr}"))?;
+    let ctx = Ctx {
+        v6: addr.is_ipv6(),
+        role,
+    };
+    for d in keys.iter().filter_map(|k| options::find(k)) {
+        if !d.applies(ctx) {
+            continue;
+        }
+        if let Some(v) = options::resolve(d, o, role) {
+            (d.set)(&sock, ctx, &v)
+                .with_context(|| format!("set socket.{} on the running socket {addr}", d.key))?;
+        }
     }
     Ok(())
-}
-
-fn set_key(
-    sock: &SockRef<'_>,
-    v6: bool,
-    o: &SocketOptions,
-    role: Role,
-    key: &str,
-) -> io::Result<()> {
-    match key {
-        "nodelay" => sock.set_tcp_nodelay(o.nodelay.unwrap_or(true)),
-        "oob_inline" => sock.set_out_of_band_inline(o.oob_inline.unwrap_or(true)),
-        "keepalive" => o.keepalive.map_or(Ok(()), |k| super::keepalive(sock, k)),
-        "linger" => sock.set_linger(o.linger),
-        "recv_buffer_bytes" => o
-            .recv_buffer_bytes
-            .map_or(Ok(()), |v| sock.set_recv_buffer_size(v)),
-        "send_buffer_bytes" => o
-            .send_buffer_bytes
-            .map_or(Ok(()), |v| sock.set_send_buffer_size(v)),
-        "ttl" => o.ttl.map_or(Ok(()), |v| {
-            if v6 {
-                sock.set_unicast_hops_v6(v)
-            } else {
-                sock.set_ttl_v4(v)
-            }
-        }),
-        "tos" => o.tos.map_or(Ok(()), |v| {
-            if v6 {
-                super::set_tclass_v6(sock, v)
-            } else {
-                sock.set_tos_v4(v)
-            }
-        }),
-        #[cfg(unix)]
-        "mss" => o.mss.map_or(Ok(()), |v| sock.set_tcp_mss(v)),
-        #[cfg(unix)]
-        "recv_low_water" => o.recv_low_water.map_or(Ok(()), |v| {
-            super::raw::set(sock, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v as i32)
-        }),
-        #[cfg(unix)]
-        "dont_route" => o.dont_route.map_or(Ok(()), |v| {
-            super::raw::set(sock, libc::SOL_SOCKET, libc::SO_DONTROUTE, v as i32)
-        }),
-        "multicast_ttl" => o.multicast_ttl.map_or(Ok(()), |v| {
-            if v6 {
-                sock.set_multicast_hops_v6(v)
-            } else {
-                sock.set_multicast_ttl_v4(v)
-            }
-        }),
-        "multicast_loop" => o.multicast_loop.map_or(Ok(()), |v| {
-            if v6 {
-                sock.set_multicast_loop_v6(v)
-            } else {
-                sock.set_multicast_loop_v4(v)
-            }
-        }),
-        "backlog" if role == Role::TcpListener => {
-            sock.listen(o.backlog.unwrap_or(super::DEFAULT_BACKLOG))
-        }
-        // Keys the platform lacks were refused by validation.
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -257,36 +146,5 @@ mod tests {
         assert_eq!(scope("nodelay", Role::Udp), Scope::Rebind);
         assert_eq!(scope("ttl", Role::Udp), Scope::Live);
         assert_eq!(scope("no_such_key", Role::TcpListener), Scope::Rebind);
-    }
-
-    #[test]
-    fn every_requested_key_is_in_the_table() {
-        let all = opts(|o| {
-            o.reuse_address = Some(true);
-            o.reuse_port = Some(true);
-            o.nodelay = Some(true);
-            o.linger = Some(Duration::ZERO);
-            o.recv_buffer_bytes = Some(1);
-            o.send_buffer_bytes = Some(1);
-            o.backlog = Some(1);
-            o.ttl = Some(1);
-            o.only_v6 = Some(true);
-            o.oob_inline = Some(true);
-            o.mss = Some(1);
-            o.recv_low_water = Some(1);
-            o.tos = Some(1);
-            o.dont_route = Some(true);
-            o.bind_device = Some("lo".into());
-            o.fastopen = Some(1);
-            o.multicast_ttl = Some(1);
-            o.multicast_loop = Some(true);
-            o.multicast_all = Some(true);
-        });
-        for (key, _) in all.requested() {
-            assert!(
-                SCOPES.iter().any(|(k, _, _)| *k == key),
-                "{key} has no scope"
-            );
-        }
     }
 }

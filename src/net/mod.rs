@@ -4,8 +4,10 @@
 //! and handed to tokio. [`read_back`] asks the kernel what it actually applied,
 //! for `check --bind` and `/services`.
 //!
-//! socket2 covers nearly every option; the few it lacks (SO_RCVLOWAT,
-//! SO_DONTROUTE, TCP_FASTOPEN, SO_EXCLUSIVEADDRUSE) go through `raw`, a thin
+//! Which options exist, and how each is set and read, is one table
+//! ([`options::OPTIONS`]); `apply` and `read_back` loop over it. socket2
+//! covers nearly every option; the few it lacks (SO_RCVLOWAT, SO_DONTROUTE,
+//! TCP_FASTOPEN, SO_EXCLUSIVEADDRUSE) go through `raw`, a thin
 //! setsockopt/getsockopt on the same descriptor.
 
 use std::io;
@@ -19,6 +21,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use crate::config::{Keepalive, SocketOptions};
 
 pub mod change;
+pub mod options;
 #[cfg(windows)]
 pub mod pktinfo;
 mod raw;
@@ -43,7 +46,7 @@ pub enum Role {
 
 impl Role {
     /// Owns its address exclusively: on Windows it gets SO_EXCLUSIVEADDRUSE.
-    fn exclusive(self) -> bool {
+    pub(crate) fn exclusive(self) -> bool {
         matches!(self, Role::TcpListener | Role::Udp)
     }
 
@@ -85,10 +88,14 @@ pub fn share_tcp_ports() {
 /// address and no connect is refused (the kernel lets only a process of the
 /// same user join such a port); elsewhere, and for UDP, only when the config asks.
 pub fn reuse_port(o: &SocketOptions, role: Role) -> Option<bool> {
-    let default = cfg!(target_os = "linux")
+    o.reuse_port.or(reuse_port_default(role).then_some(true))
+}
+
+/// Whether a socket of `role` gets SO_REUSEPORT when the config does not say.
+pub(crate) fn reuse_port_default(role: Role) -> bool {
+    cfg!(target_os = "linux")
         && role == Role::TcpListener
-        && SHARE_TCP_PORTS.load(Ordering::Relaxed);
-    o.reuse_port.or(default.then_some(true))
+        && SHARE_TCP_PORTS.load(Ordering::Relaxed)
 }
 
 /// Before a daemon listener joins a port with the SO_REUSEPORT default: the
@@ -182,134 +189,44 @@ pub fn make_nonblocking(sock: &Socket) -> Result<()> {
     Ok(())
 }
 
-/// Applies every option the table sets, plus the role's defaults.
+/// Applies every option of [`options::OPTIONS`] set before bind that the
+/// table sets or the role defaults, in table order.
 pub fn apply(sock: &Socket, addr: SocketAddr, o: &SocketOptions, role: Role) -> Result<()> {
-    let v6 = addr.is_ipv6();
-    let tcp = role == Role::TcpListener;
-    let set =
-        |key: &str, r: io::Result<()>| r.with_context(|| format!("set socket.{key} on {addr}"));
-
-    if v6 && let Some(v) = o.only_v6 {
-        set("only_v6", sock.set_only_v6(v))?;
-    }
-    reuse_address(
-        sock,
-        o.reuse_address.unwrap_or(role.default_reuse_address()),
-        role.exclusive(),
-    )
-    .with_context(|| format!("set socket.reuse_address on {addr}"))?;
-    #[cfg(unix)]
-    if let Some(v) = reuse_port(o, role) {
-        set("reuse_port", sock.set_reuse_port(v))?;
-    }
-    if let Some(v) = o.recv_buffer_bytes {
-        set("recv_buffer_bytes", sock.set_recv_buffer_size(v))?;
-    }
-    if let Some(v) = o.send_buffer_bytes {
-        set("send_buffer_bytes", sock.set_send_buffer_size(v))?;
-    }
-    if let Some(v) = o.ttl {
-        set(
-            "ttl",
-            if v6 {
-                sock.set_unicast_hops_v6(v)
-            } else {
-                sock.set_ttl_v4(v)
-            },
-        )?;
-    }
-    if let Some(v) = o.tos {
-        set(
-            "tos",
-            if v6 {
-                set_tclass_v6(sock, v)
-            } else {
-                sock.set_tos_v4(v)
-            },
-        )?;
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Some(dev) = &o.bind_device {
-        set("bind_device", sock.bind_device(Some(dev.as_bytes())))?;
-    }
-    #[cfg(unix)]
-    if let Some(v) = o.dont_route {
-        set(
-            "dont_route",
-            raw::set(sock, libc::SOL_SOCKET, libc::SO_DONTROUTE, v as i32),
-        )?;
-    }
-    if tcp {
-        // Defaults that keep the echo byte-exact and prompt: urgent bytes stay
-        // in the stream, and small frames are not held back by Nagle.
-        set(
-            "oob_inline",
-            sock.set_out_of_band_inline(o.oob_inline.unwrap_or(true)),
-        )?;
-        set("nodelay", sock.set_tcp_nodelay(o.nodelay.unwrap_or(true)))?;
-        if let Some(k) = o.keepalive {
-            set("keepalive", keepalive(sock, k))?;
+    let ctx = options::Ctx {
+        v6: addr.is_ipv6(),
+        role,
+    };
+    for d in options::OPTIONS.iter() {
+        if d.when != options::When::Bind || !d.applies(ctx) {
+            continue;
         }
-        if let Some(d) = o.linger {
-            set("linger", sock.set_linger(Some(d)))?;
-        }
-        #[cfg(unix)]
-        if let Some(v) = o.mss {
-            set("mss", sock.set_tcp_mss(v))?;
-        }
-        #[cfg(unix)]
-        if let Some(v) = o.recv_low_water {
-            set(
-                "recv_low_water",
-                raw::set(sock, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v as i32),
-            )?;
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let Some(v) = o.fastopen {
-            set(
-                "fastopen",
-                raw::set(sock, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, v as i32),
-            )?;
-        }
-    } else {
-        if role == Role::UdpBroadcast {
-            set("broadcast", sock.set_broadcast(true))?;
-        }
-        if let Some(v) = o.multicast_ttl {
-            set(
-                "multicast_ttl",
-                if v6 {
-                    sock.set_multicast_hops_v6(v)
-                } else {
-                    sock.set_multicast_ttl_v4(v)
-                },
-            )?;
-        }
-        if let Some(v) = o.multicast_loop {
-            set(
-                "multicast_loop",
-                if v6 {
-                    sock.set_multicast_loop_v6(v)
-                } else {
-                    sock.set_multicast_loop_v4(v)
-                },
-            )?;
+        if let Some(v) = options::resolve(d, o, role) {
+            (d.set)(sock, ctx, &v).with_context(|| format!("set socket.{} on {addr}", d.key))?;
         }
     }
     Ok(())
 }
 
-/// Per-connection options, applied to each accepted stream: Linux does not
-/// carry TCP_NODELAY or the keepalive timers over from the listener everywhere.
+/// Per-connection options ([`options::Desc::per_connection`]), applied to
+/// each accepted stream: Linux does not carry TCP_NODELAY or the keepalive
+/// timers over from the listener everywhere.
 pub fn apply_accepted(stream: &tokio::net::TcpStream, o: &SocketOptions) -> io::Result<()> {
-    stream.set_nodelay(o.nodelay.unwrap_or(true))?;
-    if let Some(k) = o.keepalive {
-        keepalive(&SockRef::from(stream), k)?;
+    let sock = SockRef::from(stream);
+    // No getsockname on the accept path: no per-connection option has an
+    // IPv4 and an IPv6 form (a unit test holds the table to that).
+    let ctx = options::Ctx {
+        v6: false,
+        role: Role::TcpListener,
+    };
+    for d in options::OPTIONS.iter().filter(|d| d.per_connection) {
+        if let Some(v) = options::resolve(d, o, ctx.role) {
+            (d.set)(&sock, ctx, &v)?;
+        }
     }
     Ok(())
 }
 
-fn keepalive(sock: &Socket, k: Keepalive) -> io::Result<()> {
+pub(crate) fn keepalive(sock: &Socket, k: Keepalive) -> io::Result<()> {
     match k {
         Keepalive::Off => sock.set_keepalive(false),
         Keepalive::On(p) => {
@@ -334,7 +251,7 @@ fn keepalive(sock: &Socket, k: Keepalive) -> io::Result<()> {
 /// TIME_WAIT. On Windows it would instead let another process steal a bound
 /// port, so sockets that own their address (TCP listeners, UDP echo) get
 /// SO_EXCLUSIVEADDRUSE there; multicast listeners keep SO_REUSEADDR to share.
-fn reuse_address(sock: &Socket, on: bool, exclusive: bool) -> io::Result<()> {
+pub(crate) fn reuse_address(sock: &Socket, on: bool, exclusive: bool) -> io::Result<()> {
     #[cfg(windows)]
     if exclusive {
         return raw::set(
@@ -349,7 +266,7 @@ fn reuse_address(sock: &Socket, on: bool, exclusive: bool) -> io::Result<()> {
 }
 
 /// IPV6_TCLASS: socket2 wraps it on Unix only; Windows has the same option.
-fn set_tclass_v6(sock: &Socket, v: u32) -> io::Result<()> {
+pub(crate) fn set_tclass_v6(sock: &Socket, v: u32) -> io::Result<()> {
     #[cfg(windows)]
     return raw::set(
         sock,
@@ -361,7 +278,7 @@ fn set_tclass_v6(sock: &Socket, v: u32) -> io::Result<()> {
     sock.set_tclass_v6(v)
 }
 
-pub(super) fn tclass_v6(sock: &Socket) -> io::Result<u32> {
+pub(crate) fn tclass_v6(sock: &Socket) -> io::Result<u32> {
     #[cfg(windows)]
     return raw::get(
         sock,

@@ -1,5 +1,5 @@
 //! setsockopt/getsockopt of an `int` option that socket2 does not wrap
-//! (SO_RCVLOWAT, SO_DONTROUTE, TCP_FASTOPEN, IP(V6)_MULTICAST_ALL on Unix;
+//! (SO_RCVLOWAT, SO_DONTROUTE, TCP_FASTOPEN on Unix;
 //! SO_EXCLUSIVEADDRUSE, IPV6_TCLASS, SIO_UDP_CONNRESET on Windows), on the
 //! same descriptor socket2 built.
 

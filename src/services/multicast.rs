@@ -93,16 +93,7 @@ pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
         // An IPv6 wildcard socket would otherwise also take IPv4 traffic to this port.
         sock.set_only_v6(true).context("set IPV6_V6ONLY")?;
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let all = cfg.socket.multicast_all.unwrap_or(false);
-        let r = if cfg.group.is_ipv4() {
-            sock.set_multicast_all_v4(all)
-        } else {
-            sock.set_multicast_all_v6(all)
-        };
-        r.context("set socket.multicast_all (IP_MULTICAST_ALL / IPV6_MULTICAST_ALL)")?;
-    }
+    // IP_MULTICAST_ALL (off unless asked for) was set by the option table's default.
     net::bind(&sock, addr, "udp")?;
     membership.join(&sock)?;
     warn_pitfalls(cfg, &membership);
@@ -273,22 +264,6 @@ impl Bound {
             &self.cfg.socket,
             Role::UdpMulticast,
         );
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if self.cfg.socket.multicast_all.is_none() {
-            let sock = socket2::SockRef::from(&self.joined.socket);
-            let v = if self.local.is_ipv4() {
-                sock.multicast_all_v4()
-            } else {
-                sock.multicast_all_v6()
-            };
-            out.push(Applied {
-                key: "multicast_all",
-                requested: "false (default)".into(),
-                effective: v
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|e| format!("error: {e}")),
-            });
-        }
         let m = &self.joined.membership;
         let src = m.source.map(|s| format!(" source {s}")).unwrap_or_default();
         out.push(Applied {

@@ -1,12 +1,14 @@
-//! `[*.socket]` rules: which keys apply to which kind of service and which
-//! platform, and the ranges the kernel accepts (so a value `check` passes
-//! never fails at bind).
+//! `[*.socket]` rules: which keys apply to which kind of service, address
+//! family and platform, and the ranges the kernel accepts (so a value `check`
+//! passes never fails at bind). Every rule is read from the option table
+//! (`net::options::OPTIONS`); this file only words the findings.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use super::Issues;
 use crate::config::schema::SocketOptions;
+use crate::net::Role;
+use crate::net::options::{Desc, KindSet, OPTIONS};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -25,43 +27,17 @@ impl Kind {
             Kind::Multicast => "multicast",
         }
     }
-}
 
-/// Keys of `[*.socket]` that only TCP sockets take.
-const TCP_ONLY: &[&str] = &[
-    "nodelay",
-    "keepalive",
-    "linger",
-    "backlog",
-    "oob_inline",
-    "mss",
-    "recv_low_water",
-    "fastopen",
-];
-/// Keys that only sockets sending or receiving multicast take.
-const MULTICAST_ONLY: &[&str] = &["multicast_ttl", "multicast_loop", "multicast_all"];
-/// Keys the platform must support: (key, platform family, available here).
-const PLATFORM: &[(&str, &str, bool)] = &[
-    ("reuse_port", "Unix", cfg!(unix)),
-    ("mss", "Unix", cfg!(unix)),
-    ("recv_low_water", "Unix", cfg!(unix)),
-    ("dont_route", "Unix", cfg!(unix)),
-    (
-        "bind_device",
-        "Linux",
-        cfg!(any(target_os = "linux", target_os = "android")),
-    ),
-    (
-        "fastopen",
-        "Linux",
-        cfg!(any(target_os = "linux", target_os = "android")),
-    ),
-    (
-        "multicast_all",
-        "Linux",
-        cfg!(any(target_os = "linux", target_os = "android")),
-    ),
-];
+    /// The role its socket has, which is what the option table is keyed by.
+    fn role(self) -> Role {
+        match self {
+            Kind::TcpEcho => Role::TcpListener,
+            Kind::UdpEcho => Role::Udp,
+            Kind::Broadcast => Role::UdpBroadcast,
+            Kind::Multicast => Role::UdpMulticast,
+        }
+    }
+}
 
 pub(super) fn socket(
     kind: Kind,
@@ -72,119 +48,55 @@ pub(super) fn socket(
     out: &mut Issues,
 ) {
     let k = kind.name();
-    for key in o.keys_set() {
-        let msg = if kind != Kind::TcpEcho && TCP_ONLY.contains(&key) {
-            Some(format!(
-                "socket.{key} applies to TCP sockets only; remove it from this {k} service"
-            ))
-        } else if matches!(kind, Kind::UdpEcho | Kind::TcpEcho) && MULTICAST_ONLY.contains(&key) {
-            Some(format!(
-                "socket.{key} applies to multicast senders and listeners only; remove it from this {k} service"
-            ))
-        } else if kind == Kind::Broadcast && key == "multicast_all" {
-            Some("socket.multicast_all applies to multicast listeners only".to_string())
-        } else if let Some((_, family, false)) = PLATFORM.iter().find(|(p, _, _)| *p == key) {
-            Some(format!(
-                "socket.{key} is {family}-only and not available on {}; remove it",
-                std::env::consts::OS
-            ))
-        } else {
-            None
-        };
-        if let Some(msg) = msg {
+    for d in OPTIONS {
+        let Some(v) = (d.value)(o) else { continue };
+        let key = d.key;
+        let mut msgs: Vec<String> = where_not(d, kind).into_iter().collect();
+        if let Some((lo, hi, why)) = d.range
+            && let Some(n) = v.as_int().filter(|n| !(lo..=hi).contains(n))
+        {
+            let msg = crate::config::words::whole_number(key, lo.into(), hi.into(), &n.to_string());
+            msgs.push(if why.is_empty() {
+                msg
+            } else {
+                format!("{msg}; {why}")
+            });
+        }
+        msgs.extend((d.check)(&v));
+        if d.v6_only && ip.is_some_and(|ip| ip.is_ipv4()) {
+            msgs.push(format!(
+                "socket.{key} applies to IPv6 addresses only; remove it"
+            ));
+        }
+        for msg in msgs {
             out.at(k, i, name, &["socket", key], msg);
         }
     }
-    let mut range = |key: &'static str, v: Option<i128>, lo: i128, hi: i128| {
-        if let Some(v) = v.filter(|v| !(lo..=hi).contains(v)) {
-            out.at(
-                k,
-                i,
-                name,
-                &["socket", key],
-                crate::config::words::whole_number(key, lo, hi, &v.to_string()),
-            );
-        }
-    };
-    range("ttl", o.ttl.map(i128::from), 1, 255);
-    range("multicast_ttl", o.multicast_ttl.map(i128::from), 0, 255);
-    range("tos", o.tos.map(i128::from), 0, 255);
-    range("backlog", o.backlog.map(|b| b as i128), 1, 65535);
-    range(
-        "recv_buffer_bytes",
-        o.recv_buffer_bytes.map(|b| b as i128),
-        1,
-        i32::MAX as i128 / 2,
-    );
-    range(
-        "send_buffer_bytes",
-        o.send_buffer_bytes.map(|b| b as i128),
-        1,
-        i32::MAX as i128 / 2,
-    );
-    range("mss", o.mss.map(i128::from), 88, 65535);
-    range(
-        "recv_low_water",
-        o.recv_low_water.map(i128::from),
-        1,
-        i32::MAX as i128,
-    );
-    range("fastopen", o.fastopen.map(i128::from), 1, 65535);
-    if let Some(d) = o.linger {
-        // SO_LINGER counts whole seconds: "500ms" would silently become 0s (a reset on every close).
-        if d.subsec_nanos() != 0 || d > Duration::from_secs(3600) {
-            out.at(k, i, name, &["socket", "linger"], format!(
-                "socket.linger = {}: SO_LINGER takes whole seconds from 0s (reset on close) to 3600s; write e.g. \"2s\"",
-                humantime::format_duration(d)
-            ));
-        }
-    }
-    if let Some(crate::config::Keepalive::On(p)) = o.keepalive {
-        // Linux's limits for TCP_KEEPIDLE/TCP_KEEPINTVL (MAX_TCP_KEEPIDLE) and TCP_KEEPCNT (MAX_TCP_KEEPCNT).
-        for (what, d) in [("idle", p.idle), ("interval", p.interval)] {
-            if let Some(d) =
-                d.filter(|d| d.subsec_nanos() != 0 || d.as_secs() < 1 || d.as_secs() > 32767)
-            {
-                out.at(
-                    k,
-                    i,
-                    name,
-                    &["socket", "keepalive"],
-                    format!(
-                        "socket.keepalive {what} = {} must be whole seconds from 1s to 32767s",
-                        humantime::format_duration(d)
-                    ),
-                );
+}
+
+/// Why `d` cannot be set on a service of `kind` here: the wrong kind, or a
+/// platform that lacks it.
+fn where_not(d: &Desc, kind: Kind) -> Option<String> {
+    let (key, k) = (d.key, kind.name());
+    if !d.kinds.has(kind.role()) {
+        return Some(match d.kinds {
+            KindSet::TCP => {
+                format!("socket.{key} applies to TCP sockets only; remove it from this {k} service")
             }
-        }
-        if let Some(r) = p.retries.filter(|r| !(1..=127).contains(r)) {
-            out.at(
-                k,
-                i,
-                name,
-                &["socket", "keepalive"],
-                format!("socket.keepalive retries = {r} is out of range 1..=127"),
-            );
-        }
+            KindSet::MULTICAST if kind == Kind::Broadcast => {
+                format!("socket.{key} applies to multicast listeners only")
+            }
+            _ => format!(
+                "socket.{key} applies to multicast senders and listeners only; remove it from this {k} service"
+            ),
+        });
     }
-    if o.only_v6.is_some() && ip.is_some_and(|ip| ip.is_ipv4()) {
-        out.at(
-            k,
-            i,
-            name,
-            &["socket", "only_v6"],
-            "socket.only_v6 applies to IPv6 addresses only; remove it".into(),
-        );
+    if !d.platform.here() {
+        return Some(format!(
+            "socket.{key} is {}-only and not available on {}; remove it",
+            d.platform.name().unwrap_or("?"),
+            std::env::consts::OS
+        ));
     }
-    if let Some(dev) = &o.bind_device
-        && (dev.is_empty() || dev.len() > 15)
-    {
-        out.at(
-            k,
-            i,
-            name,
-            &["socket", "bind_device"],
-            format!("socket.bind_device {dev:?} must be an interface name of 1 to 15 bytes"),
-        );
-    }
+    None
 }
