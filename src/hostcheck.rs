@@ -222,7 +222,7 @@ fn missing_interface(ifc: &str, v4: bool, subnets: Option<&[Subnet]>) -> Option<
 fn interface_exists(name: &str) -> Option<bool> {
     #[cfg(unix)]
     {
-        Some(crate::services::mcast_join::if_index(name).is_ok())
+        Some(crate::net::groups::if_index(name).is_ok())
     }
     #[cfg(not(unix))]
     {

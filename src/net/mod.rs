@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use crate::config::{Keepalive, SocketOptions};
 
 pub mod change;
+pub mod groups;
 #[cfg(windows)]
 pub mod pktinfo;
 mod raw;

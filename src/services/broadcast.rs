@@ -54,7 +54,7 @@ pub fn bind(cfg: &BroadcastConfig) -> Result<Bound> {
     let dest = cfg.destination;
     let addr = cfg
         .bind
-        .unwrap_or_else(|| SocketAddr::new(super::mcast_join::unspecified(dest.ip()), 0));
+        .unwrap_or_else(|| SocketAddr::new(crate::net::groups::unspecified(dest.ip()), 0));
     let std = net::udp_socket(addr, &cfg.socket, Role::UdpBroadcast)?;
     if dest.ip().is_multicast() {
         let sock = socket2::SockRef::from(&std);

@@ -13,7 +13,6 @@
 pub mod broadcast;
 #[cfg(target_os = "linux")]
 mod kernel_drops;
-pub mod mcast_join;
 pub mod multicast;
 pub mod per_source;
 pub mod tcp_conn;
