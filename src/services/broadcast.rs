@@ -287,6 +287,95 @@ fn cause(e: &io::Error, dest: IpAddr) -> &'static str {
     }
 }
 
+impl super::Kind for BroadcastConfig {
+    const SECTION: &'static str = "broadcast";
+    const ROLE: Role = Role::UdpBroadcast;
+    type Bound = Bound;
+
+    fn of(cfg: &crate::config::Config) -> &[Self] {
+        &cfg.broadcast
+    }
+    fn of_mut(cfg: &mut crate::config::Config) -> &mut Vec<Self> {
+        &mut cfg.broadcast
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn socket(&self) -> &crate::config::SocketOptions {
+        &self.socket
+    }
+    fn family_ip(&self) -> std::net::IpAddr {
+        self.destination.ip()
+    }
+    fn validate(
+        &self,
+        index: usize,
+        rules: &crate::config::validate::Rules,
+        out: &mut crate::config::validate::Issues,
+    ) {
+        crate::config::validate::services::broadcast(index, self, &rules.worst_case_services, out)
+    }
+    fn claims(&self) -> Vec<crate::config::validate::Claim> {
+        self.bind
+            .map(|addr| crate::config::validate::Claim {
+                proto: "udp",
+                addr,
+                v6only: false,
+                key: "bind",
+            })
+            .into_iter()
+            .collect()
+    }
+    fn directory_entry(&self) -> String {
+        format!("{}=udp://{}", self.name, self.destination)
+    }
+    fn summary(&self) -> String {
+        format!(
+            "to udp://{} every {} (jitter {})",
+            self.destination,
+            humantime::format_duration(self.interval),
+            humantime::format_duration(self.jitter)
+        )
+    }
+    fn address_change(&self, new: &Self) -> Option<&'static str> {
+        if self.bind != new.bind {
+            return Some("bind");
+        }
+        (self.destination != new.destination).then_some("destination")
+    }
+    fn bind_addr(&self) -> Option<SocketAddr> {
+        self.bind.filter(|a| a.port() != 0)
+    }
+    fn bind(&self) -> Result<Bound> {
+        bind(self)
+    }
+}
+
+impl super::Service for Bound {
+    type Config = BroadcastConfig;
+    fn local_addr(&self) -> SocketAddr {
+        Bound::local_addr(self)
+    }
+    fn url(&self) -> String {
+        format!("udp://{}", self.destination())
+    }
+    fn report(&self) -> Vec<net::Applied> {
+        Bound::report(self)
+    }
+    fn sock(&self) -> socket2::SockRef<'_> {
+        Bound::sock(self)
+    }
+    fn cfg(&self) -> &BroadcastConfig {
+        Bound::cfg(self)
+    }
+    fn with_config(&self, cfg: &BroadcastConfig) -> Bound {
+        Bound::with_config(self, cfg)
+    }
+    fn run(self, ctx: ServiceCtx) -> impl std::future::Future<Output = Result<()>> + Send {
+        Bound::run(self, ctx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

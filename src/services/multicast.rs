@@ -266,3 +266,98 @@ impl Bound {
         Ok(())
     }
 }
+
+impl super::Kind for MulticastConfig {
+    const SECTION: &'static str = "multicast";
+    const ROLE: Role = Role::UdpMulticast;
+    const SHARES_PORT: bool = true;
+    type Bound = Bound;
+
+    fn of(cfg: &crate::config::Config) -> &[Self] {
+        &cfg.multicast
+    }
+    fn of_mut(cfg: &mut crate::config::Config) -> &mut Vec<Self> {
+        &mut cfg.multicast
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn socket(&self) -> &crate::config::SocketOptions {
+        &self.socket
+    }
+    fn family_ip(&self) -> std::net::IpAddr {
+        self.group
+    }
+    fn validate(
+        &self,
+        index: usize,
+        _: &crate::config::validate::Rules,
+        out: &mut crate::config::validate::Issues,
+    ) {
+        crate::config::validate::services::multicast(index, self, out)
+    }
+    fn claims(&self) -> Vec<crate::config::validate::Claim> {
+        // A multicast listener binds the wildcard address of its port (IPv6 ones v6-only),
+        // so it would take unicast datagrams meant for a udp_echo on that port.
+        vec![crate::config::validate::Claim {
+            proto: "udp",
+            addr: SocketAddr::new(crate::net::groups::unspecified(self.group), self.port),
+            v6only: true,
+            key: "port",
+        }]
+    }
+    fn directory_entry(&self) -> String {
+        format!(
+            "{}=udp://{}",
+            self.name,
+            SocketAddr::new(self.group, self.port)
+        )
+    }
+    fn summary(&self) -> String {
+        format!(
+            "group {} port {} interface {}",
+            self.group,
+            self.port,
+            self.interface.as_deref().unwrap_or("(kernel picks)")
+        )
+    }
+    fn address_change(&self, new: &Self) -> Option<&'static str> {
+        ((self.group, self.port, &self.interface, self.source)
+            != (new.group, new.port, &new.interface, new.source))
+            .then_some("group")
+    }
+    fn bind_addr(&self) -> Option<SocketAddr> {
+        Some(SocketAddr::new(self.group, self.port))
+    }
+    fn bind(&self) -> Result<Bound> {
+        bind(self)
+    }
+}
+
+impl super::Service for Bound {
+    type Config = MulticastConfig;
+    fn local_addr(&self) -> SocketAddr {
+        Bound::local_addr(self)
+    }
+    fn url(&self) -> String {
+        format!("udp://{}", self.group_addr())
+    }
+    fn report(&self) -> Vec<net::Applied> {
+        Bound::report(self)
+    }
+    fn sock(&self) -> socket2::SockRef<'_> {
+        Bound::sock(self)
+    }
+    fn cfg(&self) -> &MulticastConfig {
+        Bound::cfg(self)
+    }
+    fn with_config(&self, cfg: &MulticastConfig) -> Bound {
+        Bound::with_config(self, cfg)
+    }
+    fn groups(&self) -> Vec<String> {
+        Bound::groups(self)
+    }
+    fn run(self, ctx: ServiceCtx) -> impl std::future::Future<Output = Result<()>> + Send {
+        Bound::run(self, ctx)
+    }
+}

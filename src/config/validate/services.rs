@@ -9,7 +9,7 @@ use crate::config::schema::*;
 use crate::frame::FrameFormat;
 use crate::template::{MAX_PAYLOAD_BYTES, Template};
 
-pub(super) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
+pub(crate) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("tcp_echo", i, &s.name, keys, msg)
     };
@@ -89,7 +89,7 @@ pub(super) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
     }
 }
 
-pub(super) fn udp_echo(i: usize, s: &UdpEchoConfig, out: &mut Issues) {
+pub(crate) fn udp_echo(i: usize, s: &UdpEchoConfig, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("udp_echo", i, &s.name, keys, msg)
     };
@@ -115,7 +115,7 @@ pub(super) fn udp_echo(i: usize, s: &UdpEchoConfig, out: &mut Issues) {
     }
 }
 
-pub(super) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut Issues) {
+pub(crate) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("broadcast", i, &s.name, keys, msg)
     };
@@ -184,7 +184,7 @@ pub(super) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut
     }
 }
 
-pub(super) fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
+pub(crate) fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("multicast", i, &s.name, keys, msg)
     };
