@@ -14,6 +14,9 @@
 //! - [`frame`], [`template`], [`logging`]: framing, announcement templates, log setup.
 //! - [`cli`]: the command line that `main.rs` hands over to.
 
+// Every `unsafe` block says why it is sound; keep it so.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod acl;
 pub mod admin;
 mod admin_serve;
