@@ -71,14 +71,6 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reads and validates the file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(src) => parse(&src, &path.display().to_string()),
-        Err(e) => Err(unreadable(path, &e)),
-    }
-}
-
 /// A config file that cannot be read: one diagnostic without a position.
 pub fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {
     ConfigError {

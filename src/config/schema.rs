@@ -1,6 +1,6 @@
 //! The typed shape of `config.toml`: one struct per table, parsed by serde with
 //! `deny_unknown_fields`, defaults as named functions. Nothing here touches the
-//! network; `validate.rs` checks what types alone cannot, and `net.rs` turns a
+//! network; `validate/` checks what types alone cannot, and `crate::net` turns a
 //! [`SocketOptions`] into socket2 calls.
 
 use std::net::{IpAddr, SocketAddr};
@@ -280,7 +280,7 @@ pub enum Reply {
 }
 
 /// `[*.socket]`: options applied with socket2 before bind. `None` = OS default.
-/// Which keys apply to which service kind is checked in `validate.rs`.
+/// Which keys apply to which service kind is checked in `validate/socket.rs`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketOptions {

@@ -6,7 +6,7 @@
 //!
 //! The socket is bound to `bind` (the local address, and so the interface)
 //! with SO_BROADCAST always on. A multicast destination also takes
-//! `multicast_ttl`/`multicast_loop` (set in `net.rs`) and the outgoing
+//! `multicast_ttl`/`multicast_loop` (set in `crate::net`) and the outgoing
 //! interface: the `bind` address for IPv4, the scope id of `destination` or
 //! `bind` (`[ff12::1%2]:7070`) for IPv6.
 //!

@@ -51,7 +51,7 @@ impl Drop for GroupSocket {
 
 impl GroupSocket {
     /// Creates the socket with `cfg.socket`'s options, binds it (see
-    /// [`bind_addr`]), joins the group and registers it with tokio.
+    /// `bind_addr`), joins the group and registers it with tokio.
     pub fn open(cfg: &MulticastConfig) -> Result<GroupSocket> {
         let membership = Membership::new(cfg.group, cfg.interface.as_deref(), cfg.source)?;
         let addr = bind_addr(cfg, &membership);
