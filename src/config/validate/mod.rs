@@ -321,7 +321,11 @@ fn overlaps(cfg: &Config, out: &mut Issues) {
     }
 }
 
+/// Whether sockets on `a` and `b` (same port and protocol) would take the
+/// same datagrams or connections. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`)
+/// is the IPv4 address it maps: the kernel refuses both on one port.
 fn ips_overlap(a: IpAddr, a_v6only: bool, b: IpAddr, b_v6only: bool) -> bool {
+    let (a, b) = (a.to_canonical(), b.to_canonical());
     if a == b {
         return true;
     }
@@ -340,3 +344,6 @@ fn worst_case_services(cfg: &Config) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests;
