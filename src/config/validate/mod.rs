@@ -201,25 +201,8 @@ fn admin(cfg: &Config, out: &mut Issues) {
             ),
         );
     }
-    if let Some(path) = &a.token_file {
-        // Read here too, so `check` fails where `run` would.
-        match std::fs::read_to_string(path) {
-            Ok(t) if t.trim().is_empty() => issue(
-                "token_file",
-                format!(
-                    "token_file {}: the file is empty; write a token into it (e.g. `openssl rand -hex 32 > FILE`)",
-                    path.display()
-                ),
-            ),
-            Ok(_) => {}
-            Err(e) => issue(
-                "token_file",
-                format!(
-                    "token_file {}: cannot read it ({e}); create it (e.g. `openssl rand -hex 32 > FILE`) or remove token_file",
-                    path.display()
-                ),
-            ),
-        }
+    if let Some(message) = a.token_file.as_deref().and_then(token_file_problem) {
+        issue("token_file", message);
     }
     if a.listen.port() == 0 {
         return;
@@ -241,6 +224,21 @@ fn admin(cfg: &Config, out: &mut Issues) {
                 );
             }
         }
+    }
+}
+
+/// What is wrong with `[admin] token_file`, read here too so `check` fails where `run` would.
+fn token_file_problem(path: &std::path::Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if t.trim().is_empty() => Some(format!(
+            "token_file {}: the file is empty; write a token into it (e.g. `openssl rand -hex 32 > FILE`)",
+            path.display()
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "token_file {}: cannot read it ({e}); create it (e.g. `openssl rand -hex 32 > FILE`) or remove token_file",
+            path.display()
+        )),
     }
 }
 
