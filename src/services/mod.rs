@@ -127,11 +127,11 @@ pub struct ServiceCtx {
 /// rewrites it after every start and reload.
 pub type Directory = Arc<RwLock<String>>;
 
-/// The list of kinds, in the order `check` and `Spec::all` give them. Each
-/// entry: `Variant(module::ConfigStruct)`, where `ConfigStruct: Kind` and
-/// `module::Bound` is its [`Service`].
+/// Generates [`Spec`], [`Bound`], [`SECTIONS`], [`for_each_kind`] and their
+/// dispatch from the list of kinds below. Each entry: `Variant(ConfigStruct)`,
+/// where `ConfigStruct: Kind` and `<ConfigStruct as Kind>::Bound` is its [`Service`].
 macro_rules! kinds {
-    ($($V:ident($m:ident::$C:ident)),* $(,)?) => {
+    ($($V:ident($C:ident)),* $(,)?) => {
         /// One configured service, of any kind.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Spec {
@@ -141,7 +141,7 @@ macro_rules! kinds {
         /// A service whose sockets are bound, ready to run.
         #[derive(Clone)]
         pub enum Bound {
-            $($V($m::Bound),)*
+            $($V(<$C as Kind>::Bound),)*
         }
 
         /// Every kind's config section, in list order.
@@ -342,11 +342,12 @@ macro_rules! kinds {
     };
 }
 
+// The one list of kinds, in the order `check` and `Spec::all` give them.
 kinds! {
-    TcpEcho(tcp_echo::TcpEchoConfig),
-    UdpEcho(udp_echo::UdpEchoConfig),
-    Broadcast(broadcast::BroadcastConfig),
-    Multicast(multicast::MulticastConfig),
+    TcpEcho(TcpEchoConfig),
+    UdpEcho(UdpEchoConfig),
+    Broadcast(BroadcastConfig),
+    Multicast(MulticastConfig),
 }
 
 fn rebind_reason<K: Kind>(old: &K, new: &K) -> Option<&'static str> {
