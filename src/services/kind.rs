@@ -101,3 +101,33 @@ pub trait Service: Clone + Send + Sync + 'static {
 pub trait KindVisitor {
     fn visit<K: Kind>(&mut self);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SECTIONS, Spec};
+
+    /// Every kind in the list is parsed from its `[[section]]`: the shipped
+    /// config has one service of each, and each comes back as its kind.
+    #[test]
+    fn every_listed_kind_parses_from_its_section() {
+        let cfg = crate::config::parse(crate::config::SHIPPED, "config.toml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kinds: Vec<&str> = Spec::all(&cfg).iter().map(Spec::kind).collect();
+        for section in SECTIONS {
+            assert!(kinds.contains(section), "{section} missing from {kinds:?}");
+        }
+        let e = crate::config::parse("[[tcp_echoo]]\nname = \"a\"\n", "t.toml").unwrap_err();
+        let msgs: Vec<&str> = e.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("expected one of [daemon], [admin], [[tcp_echo]], [[udp_echo]], [[broadcast]], [[multicast]]")
+                && m.ends_with("did you mean `tcp_echo`?")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains(
+                "add at least one [[tcp_echo]], [[udp_echo]], [[broadcast]] or [[multicast]] table"
+            )),
+            "{msgs:?}"
+        );
+    }
+}
