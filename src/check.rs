@@ -226,14 +226,15 @@ fn service(spec: &Spec, bind: bool) -> Service {
     let mut s = Service {
         kind: spec.kind(),
         name: spec.name().to_string(),
-        summary: describe(spec),
+        summary: spec.summary(),
         socket: Vec::new(),
         bound: None,
         bind_error: None,
         notes: Vec::new(),
     };
     if !bind {
-        s.socket = socket_of(spec)
+        s.socket = spec
+            .socket()
             .requested()
             .into_iter()
             .map(|(k, v)| SocketOption {
@@ -256,17 +257,7 @@ fn service(spec: &Spec, bind: bool) -> Service {
                     effective: Some(a.effective),
                 })
                 .collect();
-            s.notes.extend(sharing_note(spec).map(str::to_string));
-            if cfg!(target_os = "linux")
-                && matches!(spec, Spec::TcpEcho(c) if c.socket.reuse_port.is_none())
-            {
-                // README "Reload and shutdown": gap-free rebinds on the same address.
-                s.notes.push(
-                    "the daemon also sets reuse_port = true (Linux default, so a reload binds beside the old listener; \
-                     only a process of the same user can join such a port); check binds without it, so it never joins a running daemon's port"
-                        .to_string(),
-                );
-            }
+            s.notes.extend(spec.notes().into_iter().map(str::to_string));
         }
         Err(e) => s.bind_error = Some(format!("{e:#}")),
     }
@@ -302,52 +293,4 @@ pub fn placed_host_issues(
             (severity, format!("{source}{at}: {message}"))
         })
         .collect()
-}
-
-fn describe(spec: &Spec) -> String {
-    match spec {
-        Spec::TcpEcho(c) => format!(
-            "tcp://{} length_field_bytes={} byte_order={} max_frame_bytes={}",
-            c.listen,
-            c.length_field_bytes,
-            c.byte_order,
-            c.frame_limit()
-        ),
-        Spec::UdpEcho(c) => format!(
-            "udp://{} max_datagram_bytes={}",
-            c.listen, c.max_datagram_bytes
-        ),
-        Spec::Broadcast(c) => format!(
-            "to udp://{} every {} (jitter {})",
-            c.destination,
-            humantime::format_duration(c.interval),
-            humantime::format_duration(c.jitter)
-        ),
-        Spec::Multicast(c) => format!(
-            "group {} port {} interface {}",
-            c.group,
-            c.port,
-            c.interface.as_deref().unwrap_or("(kernel picks)")
-        ),
-    }
-}
-
-/// What a udp_echo with `reuse_address = true` gives away (Unix: the default is off).
-fn sharing_note(spec: &Spec) -> Option<&'static str> {
-    match spec {
-        Spec::UdpEcho(c) if cfg!(unix) && c.socket.reuse_address == Some(true) => Some(
-            "reuse_address = true: another process that also sets SO_REUSEADDR may bind this address \
-             and receive its datagrams (the daemon's counters then miss them); remove the key to keep the port exclusive",
-        ),
-        _ => None,
-    }
-}
-
-fn socket_of(spec: &Spec) -> &crate::config::SocketOptions {
-    match spec {
-        Spec::TcpEcho(c) => &c.socket,
-        Spec::UdpEcho(c) => &c.socket,
-        Spec::Broadcast(c) => &c.socket,
-        Spec::Multicast(c) => &c.socket,
-    }
 }

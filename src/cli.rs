@@ -1,4 +1,4 @@
-//! The command line (DESIGN §1): `run`, `check`, `reload`, the client tools,
+//! The command line (`../shared/DESIGN.md`, "Command line"): `run`, `check`, `reload`, the client tools,
 //! and `completions`/`man` (generated from this very definition, so they
 //! never drift from it). Each subcommand is one call into the library; this
 //! file only picks the config source, builds the runtime and maps results to

@@ -372,7 +372,7 @@ fn test_panic_hook(name: &str) {
     let _ = name;
 }
 
-/// `netservd run`: serve until a shutdown signal. Exit code per DESIGN §1.
+/// `netservd run`: serve until a shutdown signal. Exit codes: [`crate::EXIT_OK`] and its siblings.
 pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<()> {
     // Before any socket: the budget warning must see the limit the services will run under.
     crate::rlimit::prepare(&cfg);

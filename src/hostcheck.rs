@@ -100,28 +100,8 @@ pub fn host_issues(cfg: &Config, bind: bool) -> Vec<HostIssue> {
             });
         }
     }
-    let devices = cfg
-        .tcp_echo
-        .iter()
-        .map(|s| ("tcp_echo", &s.name, &s.socket))
-        .chain(
-            cfg.udp_echo
-                .iter()
-                .map(|s| ("udp_echo", &s.name, &s.socket)),
-        )
-        .chain(
-            cfg.broadcast
-                .iter()
-                .map(|s| ("broadcast", &s.name, &s.socket)),
-        )
-        .chain(
-            cfg.multicast
-                .iter()
-                .map(|s| ("multicast", &s.name, &s.socket)),
-        );
-    let mut index = std::collections::HashMap::new();
-    for (kind, name, socket) in devices {
-        let i = *index.entry(kind).and_modify(|i| *i += 1).or_insert(0usize);
+    for (i, spec) in crate::services::Spec::indexed(cfg) {
+        let (kind, name, socket) = (spec.kind(), spec.name(), spec.socket());
         let Some(dev) = &socket.bind_device else {
             continue;
         };
@@ -222,7 +202,7 @@ fn missing_interface(ifc: &str, v4: bool, subnets: Option<&[Subnet]>) -> Option<
 fn interface_exists(name: &str) -> Option<bool> {
     #[cfg(unix)]
     {
-        Some(crate::services::mcast_join::if_index(name).is_ok())
+        Some(crate::net::groups::if_index(name).is_ok())
     }
     #[cfg(not(unix))]
     {

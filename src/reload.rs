@@ -47,6 +47,32 @@ enum Step {
     Deferred,
 }
 
+/// What a reload should do with one service, decided from the specs alone
+/// (before any socket is touched): the pure part of [`Step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Same spec: keep the running service.
+    Unchanged,
+    /// Only settings or options a live socket takes changed: same socket, new loop.
+    HandOver,
+    /// The named key needs a new socket.
+    Rebind(&'static str),
+    /// No service of that name runs.
+    Add,
+}
+
+/// What to do with `new`, given the running service of its name (if any).
+fn decide(old: Option<&Spec>, new: &Spec) -> Decision {
+    match old {
+        None => Decision::Add,
+        Some(old) if old == new => Decision::Unchanged,
+        Some(old) => match old.rebind_reason(new) {
+            None => Decision::HandOver,
+            Some(key) => Decision::Rebind(key),
+        },
+    }
+}
+
 /// One service of the new config and its step.
 struct Planned {
     spec: Spec,
@@ -194,7 +220,11 @@ impl Supervisor {
             .iter()
             .filter(|s| {
                 self.find(s.name()).is_some_and(|r| {
-                    r.bound.is_some() && (r.spec == **s || r.spec.rebind_reason(s).is_none())
+                    r.bound.is_some()
+                        && matches!(
+                            decide(Some(&r.spec), s),
+                            Decision::Unchanged | Decision::HandOver
+                        )
                 })
             })
             .map(|s| s.name().to_string())
@@ -204,14 +234,13 @@ impl Supervisor {
             let live = self
                 .find(spec.name())
                 .and_then(|r| r.bound.as_ref().map(|b| (r, b)));
-            let step = match live {
-                Some((r, _)) if r.spec == spec => Step::Unchanged,
-                Some((r, b)) if r.spec.rebind_reason(&spec).is_none() => {
-                    match b.with_spec(&spec) {
-                        Some(nb) => Step::HandOver(nb),
-                        None => Step::Deferred, // unreachable: same kind
-                    }
-                }
+            let decision = decide(live.map(|(r, _)| &r.spec), &spec);
+            let step = match (live, decision) {
+                (Some(_), Decision::Unchanged) => Step::Unchanged,
+                (Some((_, b)), Decision::HandOver) => match b.with_spec(&spec) {
+                    Some(nb) => Step::HandOver(nb),
+                    None => Step::Deferred, // unreachable: same kind
+                },
                 _ => match self.bind_new(&spec) {
                     Ok(b) if self.find(spec.name()).is_some() => Step::Rebind(b),
                     Ok(b) => Step::Add(b),
@@ -526,3 +555,6 @@ fn addr_in_use(e: &anyhow::Error) -> bool {
             .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse)
     })
 }
+
+#[cfg(test)]
+mod tests;

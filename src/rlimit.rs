@@ -84,9 +84,7 @@ pub fn worst_case(cfg: &Config) -> u64 {
         .admin
         .as_ref()
         .map_or(0, |a| u64::from(a.max_connections) + 1);
-    let sockets =
-        (cfg.tcp_echo.len() + cfg.udp_echo.len() + cfg.broadcast.len() + cfg.multicast.len())
-            as u64;
+    let sockets = crate::services::Spec::all(cfg).len() as u64;
     tcp + admin + sockets + RESERVE
 }
 

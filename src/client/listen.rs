@@ -6,7 +6,7 @@
 //! `--timeout` (exit 1 if the count was not reached by then).
 //!
 //! A group is joined exactly as a `[[multicast]]` service joins it (same code,
-//! `services::multicast::bind`), so what `listen` hears is what the daemon would.
+//! [`crate::net::groups::GroupSocket`]), so what `listen` hears is what the daemon would.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,8 +16,8 @@ use tokio::net::UdpSocket;
 
 use super::{Proto, Target, parse_duration};
 use crate::config::{MulticastConfig, SocketOptions};
+use crate::net::groups::GroupSocket;
 use crate::net::{self, Role};
-use crate::services::multicast;
 use crate::{EXIT_FAILURE, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,7 @@ async fn listen(a: &Args) -> Result<i32> {
         bail!("listen takes udp://ADDRESS:PORT (datagrams); for TCP use `netservd send tcp://...`");
     }
     let addr = a.url.addr;
-    // A group's membership lives (and is left on drop) with its `Bound`.
+    // A group's membership lives (and is left on drop) with its `GroupSocket`.
     let heard = if addr.ip().is_multicast() {
         let cfg = MulticastConfig {
             name: "listen".into(),
@@ -70,7 +70,7 @@ async fn listen(a: &Args) -> Result<i32> {
             deny: Vec::new(),
             socket: SocketOptions::default(),
         };
-        Heard::Group(multicast::bind(&cfg)?)
+        Heard::Group(GroupSocket::open(&cfg)?)
     } else {
         if a.interface.is_some() || a.source.is_some() {
             bail!(
@@ -130,7 +130,7 @@ async fn listen(a: &Args) -> Result<i32> {
 
 /// What `listen` receives on.
 enum Heard {
-    Group(multicast::Bound),
+    Group(GroupSocket),
     Port(UdpSocket),
 }
 

@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
 use crate::frame::{ByteOrder, FrameError, FrameFormat};
-use crate::services::mcast_join::{if_index, unspecified};
+use crate::net::groups::{if_index, unspecified};
 
 /// Transport of a target URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,23 +26,8 @@ pub fn effective(cfg: &Config, src: &str) -> String {
     if let Some(a) = &cfg.admin {
         section(&mut out, "[admin]", "admin", a, &written);
     }
-    for (i, s) in cfg.tcp_echo.iter().enumerate() {
-        let mut t = table(s);
-        // `None` means "the most the length field allows, up to 65536": say which.
-        t.insert(
-            "max_frame_bytes".into(),
-            Value::Integer(s.frame_limit() as i64),
-        );
-        service(&mut out, "tcp_echo", i, t, &written);
-    }
-    for (i, s) in cfg.udp_echo.iter().enumerate() {
-        service(&mut out, "udp_echo", i, table(s), &written);
-    }
-    for (i, s) in cfg.broadcast.iter().enumerate() {
-        service(&mut out, "broadcast", i, table(s), &written);
-    }
-    for (i, s) in cfg.multicast.iter().enumerate() {
-        service(&mut out, "multicast", i, table(s), &written);
+    for (i, spec) in crate::services::Spec::indexed(cfg) {
+        service(&mut out, spec.kind(), i, spec.effective(), &written);
     }
     out
 }

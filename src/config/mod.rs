@@ -12,7 +12,7 @@
 mod de;
 mod effective;
 mod schema;
-mod validate;
+pub mod validate;
 pub(crate) mod words;
 
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ pub use de::{Keepalive, KeepaliveParams, parse_socket_addr};
 pub use effective::effective;
 pub use schema::*;
 pub use validate::MAX_FRAME_LIMIT;
+
+use crate::services::{Kind, KindVisitor, SECTIONS, Spec, for_each_kind};
 
 /// The shipped `config.toml`, compiled in so `netservd run` works from any directory.
 pub const SHIPPED: &str = include_str!("../../config.toml");
@@ -69,14 +71,6 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reads and validates the file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(src) => parse(&src, &path.display().to_string()),
-        Err(e) => Err(unreadable(path, &e)),
-    }
-}
-
 /// A config file that cannot be read: one diagnostic without a position.
 pub fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {
     ConfigError {
@@ -91,15 +85,45 @@ pub fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {
     }
 }
 
-/// The sections a config file may have.
-const SECTIONS: [&str; 6] = [
-    "daemon",
-    "admin",
-    "tcp_echo",
-    "udp_echo",
-    "broadcast",
-    "multicast",
-];
+/// The sections of a config file that are not services (those are [`SECTIONS`]).
+const FIXED_SECTIONS: [&str; 2] = ["daemon", "admin"];
+
+/// Every section a config file may have, as written in a file: `[daemon], [admin], [[tcp_echo]], ...`.
+fn section_list() -> String {
+    let fixed = FIXED_SECTIONS.iter().map(|s| format!("[{s}]"));
+    let services = SECTIONS.iter().map(|s| format!("[[{s}]]"));
+    fixed.chain(services).collect::<Vec<_>>().join(", ")
+}
+
+/// The service tables, as a choice: `[[tcp_echo]], [[udp_echo]] ... or [[multicast]]`.
+fn service_choice() -> String {
+    let all: Vec<String> = SECTIONS.iter().map(|s| format!("[[{s}]]")).collect();
+    match all.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Deserializes one `[[K::SECTION]]` array into the config (a visit per kind;
+/// the one whose section it is takes `value`).
+struct ServiceSection<'v, 'a, 'b> {
+    section: &'b str,
+    value: Option<Spanned<DeValue<'v>>>,
+    cfg: &'b mut Config,
+    file_index: &'b mut HashMap<&'static str, Vec<usize>>,
+    p: &'b mut Problems<'a>,
+}
+
+impl KindVisitor for ServiceSection<'_, '_, '_> {
+    fn visit<K: Kind>(&mut self) {
+        if self.section == K::SECTION
+            && let Some(value) = self.value.take()
+        {
+            *K::of_mut(self.cfg) = many(value, K::SECTION, self.file_index, self.p);
+        }
+    }
+}
 
 /// Parses and validates `src`; `origin` names it in messages.
 pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -138,18 +162,27 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
                 }
             }
             "admin" => cfg.admin = one(value, "[admin]", &mut p),
-            "tcp_echo" => cfg.tcp_echo = many(value, "tcp_echo", &mut file_index, &mut p),
-            "udp_echo" => cfg.udp_echo = many(value, "udp_echo", &mut file_index, &mut p),
-            "broadcast" => cfg.broadcast = many(value, "broadcast", &mut file_index, &mut p),
-            "multicast" => cfg.multicast = many(value, "multicast", &mut file_index, &mut p),
             other => {
-                let hint = words::did_you_mean(other, SECTIONS)
+                let mut visit = ServiceSection {
+                    section: other,
+                    value: Some(value),
+                    cfg: &mut cfg,
+                    file_index: &mut file_index,
+                    p: &mut p,
+                };
+                for_each_kind(&mut visit);
+                if visit.value.is_none() {
+                    continue;
+                }
+                let known = FIXED_SECTIONS.iter().chain(SECTIONS).copied();
+                let hint = words::did_you_mean(other, known)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 problems.push((
                     key.span(),
                     format!(
-                        "unknown section `{other}`; expected one of [daemon], [admin], [[tcp_echo]], [[udp_echo]], [[broadcast]], [[multicast]]{hint}"
+                        "unknown section `{other}`; expected one of {}{hint}",
+                        section_list()
                     ),
                 ))
             }
@@ -157,10 +190,10 @@ pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
     }
 
     // A truncated file (crashed editor, broken ConfigMap) must never stop every service.
-    if file_index.is_empty() && no_services(&cfg) {
+    if file_index.is_empty() && Spec::all(&cfg).is_empty() {
         problems.push((
             0..0,
-            "config defines no services; add at least one [[tcp_echo]], [[udp_echo]], [[broadcast]] or [[multicast]] table (an empty or truncated file is refused, so it cannot stop what runs)".to_string(),
+            format!("config defines no services; add at least one {} table (an empty or truncated file is refused, so it cannot stop what runs)", service_choice()),
         ));
     }
     problems.extend(validation_problems(&cfg, src, &spans, &file_index, whole));
@@ -309,13 +342,6 @@ pub fn locate(src: &str, kind: &str, index: usize, keys: &[&str]) -> Option<(usi
     }
     let d = &place(src, vec![(span?, String::new())])[0];
     Some((d.line, d.col))
-}
-
-fn no_services(cfg: &Config) -> bool {
-    cfg.tcp_echo.is_empty()
-        && cfg.udp_echo.is_empty()
-        && cfg.broadcast.is_empty()
-        && cfg.multicast.is_empty()
 }
 
 /// Deserializes a single table (`[daemon]`, `[admin]`).

@@ -1,6 +1,6 @@
 //! The typed shape of `config.toml`: one struct per table, parsed by serde with
 //! `deny_unknown_fields`, defaults as named functions. Nothing here touches the
-//! network; `validate.rs` checks what types alone cannot, and `net.rs` turns a
+//! network; `validate/` checks what types alone cannot, and `crate::net` turns a
 //! [`SocketOptions`] into socket2 calls.
 
 use std::net::{IpAddr, SocketAddr};

@@ -22,6 +22,7 @@ use crate::config::{Keepalive, SocketOptions};
 
 pub mod change;
 pub mod options;
+pub mod groups;
 #[cfg(windows)]
 pub mod pktinfo;
 mod raw;

@@ -6,7 +6,7 @@
 //!
 //! The socket is bound to `bind` (the local address, and so the interface)
 //! with SO_BROADCAST always on. A multicast destination also takes
-//! `multicast_ttl`/`multicast_loop` (set in `net.rs`) and the outgoing
+//! `multicast_ttl`/`multicast_loop` (set in `crate::net`) and the outgoing
 //! interface: the `bind` address for IPv4, the scope id of `destination` or
 //! `bind` (`[ff12::1%2]:7070`) for IPv6.
 //!
@@ -54,7 +54,7 @@ pub fn bind(cfg: &BroadcastConfig) -> Result<Bound> {
     let dest = cfg.destination;
     let addr = cfg
         .bind
-        .unwrap_or_else(|| SocketAddr::new(super::mcast_join::unspecified(dest.ip()), 0));
+        .unwrap_or_else(|| SocketAddr::new(crate::net::groups::unspecified(dest.ip()), 0));
     let std = net::udp_socket(addr, &cfg.socket, Role::UdpBroadcast)?;
     if dest.ip().is_multicast() {
         let sock = socket2::SockRef::from(&std);
@@ -284,6 +284,95 @@ fn cause(e: &io::Error, dest: IpAddr) -> &'static str {
         }
         io::ErrorKind::WouldBlock => "send buffer full",
         _ => "send failed",
+    }
+}
+
+impl super::Kind for BroadcastConfig {
+    const SECTION: &'static str = "broadcast";
+    const ROLE: Role = Role::UdpBroadcast;
+    type Bound = Bound;
+
+    fn of(cfg: &crate::config::Config) -> &[Self] {
+        &cfg.broadcast
+    }
+    fn of_mut(cfg: &mut crate::config::Config) -> &mut Vec<Self> {
+        &mut cfg.broadcast
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn socket(&self) -> &crate::config::SocketOptions {
+        &self.socket
+    }
+    fn family_ip(&self) -> std::net::IpAddr {
+        self.destination.ip()
+    }
+    fn validate(
+        &self,
+        index: usize,
+        rules: &crate::config::validate::Rules,
+        out: &mut crate::config::validate::Issues,
+    ) {
+        crate::config::validate::services::broadcast(index, self, &rules.worst_case_services, out)
+    }
+    fn claims(&self) -> Vec<crate::config::validate::Claim> {
+        self.bind
+            .map(|addr| crate::config::validate::Claim {
+                proto: "udp",
+                addr,
+                v6only: false,
+                key: "bind",
+            })
+            .into_iter()
+            .collect()
+    }
+    fn directory_entry(&self) -> String {
+        format!("{}=udp://{}", self.name, self.destination)
+    }
+    fn summary(&self) -> String {
+        format!(
+            "to udp://{} every {} (jitter {})",
+            self.destination,
+            humantime::format_duration(self.interval),
+            humantime::format_duration(self.jitter)
+        )
+    }
+    fn address_change(&self, new: &Self) -> Option<&'static str> {
+        if self.bind != new.bind {
+            return Some("bind");
+        }
+        (self.destination != new.destination).then_some("destination")
+    }
+    fn bind_addr(&self) -> Option<SocketAddr> {
+        self.bind.filter(|a| a.port() != 0)
+    }
+    fn bind(&self) -> Result<Bound> {
+        bind(self)
+    }
+}
+
+impl super::Service for Bound {
+    type Config = BroadcastConfig;
+    fn local_addr(&self) -> SocketAddr {
+        Bound::local_addr(self)
+    }
+    fn url(&self) -> String {
+        format!("udp://{}", self.destination())
+    }
+    fn report(&self) -> Vec<net::Applied> {
+        Bound::report(self)
+    }
+    fn sock(&self) -> socket2::SockRef<'_> {
+        Bound::sock(self)
+    }
+    fn cfg(&self) -> &BroadcastConfig {
+        Bound::cfg(self)
+    }
+    fn with_config(&self, cfg: &BroadcastConfig) -> Bound {
+        Bound::with_config(self, cfg)
+    }
+    fn run(self, ctx: ServiceCtx) -> impl std::future::Future<Output = Result<()>> + Send {
+        Bound::run(self, ctx)
     }
 }
 

@@ -1,8 +1,15 @@
 //! The kinds of service, all of one shape: `bind(&config) -> Bound`
 //! (synchronous, fallible, done for every service before any serves), then
-//! `Bound::run(ctx)` until `ctx.stop` asks it to finish. This file is the one
-//! place that lists the kinds; adding one is a file beside this and an arm in
-//! each `match` below.
+//! `Bound::run(ctx)` until `ctx.stop` asks it to finish.
+//!
+//! This file is the one place that lists the kinds: the `kinds!` list below.
+//! Adding a kind is a file beside this one that implements [`Kind`] for its
+//! config struct and [`Service`] for what it binds (`kind.rs` says what each
+//! method is for), that config struct and its `Vec` field in
+//! `config/schema.rs`'s `Config`, and one line in `kinds!`. Parsing
+//! (`[[section]]` tables), validation, `check`, `check --print` and the
+//! supervisor iterate over the list ([`Spec`], [`Bound`], [`for_each_kind`])
+//! and name no kind.
 //!
 //! A `Bound` holds its socket behind an `Arc`, so a reload that changes only
 //! settings (timeouts, limits, payload, options a live socket takes) hands
@@ -13,7 +20,7 @@
 pub mod broadcast;
 #[cfg(target_os = "linux")]
 mod kernel_drops;
-pub mod mcast_join;
+pub mod kind;
 pub mod multicast;
 pub mod per_source;
 pub mod tcp_conn;
@@ -24,7 +31,7 @@ pub mod udp_guard;
 #[cfg(target_os = "linux")]
 mod udp_mmsg;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
 use std::sync::OnceLock;
@@ -33,27 +40,14 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{BroadcastConfig, Config, MulticastConfig, TcpEchoConfig, UdpEchoConfig};
+pub use kind::{Kind, KindVisitor, Service};
+
+use crate::config::validate::{Claim, Issues, Rules};
+use crate::config::{
+    BroadcastConfig, Config, MulticastConfig, SocketOptions, TcpEchoConfig, UdpEchoConfig,
+};
 use crate::metrics::ServiceMetrics;
 use crate::net::{Applied, Role, change};
-
-/// One configured service, of any kind.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Spec {
-    TcpEcho(TcpEchoConfig),
-    UdpEcho(UdpEchoConfig),
-    Broadcast(BroadcastConfig),
-    Multicast(MulticastConfig),
-}
-
-/// A service whose sockets are bound, ready to run.
-#[derive(Clone)]
-pub enum Bound {
-    TcpEcho(tcp_echo::Bound),
-    UdpEcho(udp_echo::Bound),
-    Broadcast(broadcast::Bound),
-    Multicast(multicast::Bound),
-}
 
 /// Why the supervisor stops a service loop; the loop acts on it (a broadcast
 /// says goodbye only when it really goes away, a TCP listener that will close
@@ -133,194 +127,244 @@ pub struct ServiceCtx {
 /// rewrites it after every start and reload.
 pub type Directory = Arc<RwLock<String>>;
 
+/// Generates [`Spec`], [`Bound`], [`SECTIONS`], [`for_each_kind`] and their
+/// dispatch from the list of kinds below. Each entry: `Variant(ConfigStruct)`,
+/// where `ConfigStruct: Kind` and `<ConfigStruct as Kind>::Bound` is its [`Service`].
+macro_rules! kinds {
+    ($($V:ident($C:ident)),* $(,)?) => {
+        /// One configured service, of any kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Spec {
+            $($V($C),)*
+        }
+
+        /// A service whose sockets are bound, ready to run.
+        #[derive(Clone)]
+        pub enum Bound {
+            $($V(<$C as Kind>::Bound),)*
+        }
+
+        /// Every kind's config section, in list order.
+        pub const SECTIONS: &[&str] = &[$(<$C as Kind>::SECTION,)*];
+
+        /// Calls `v.visit::<K>()` for every kind `K`, in list order.
+        pub fn for_each_kind(v: &mut impl KindVisitor) {
+            $(v.visit::<$C>();)*
+        }
+
+        impl Spec {
+            /// Every service of a config, in file order, kind by kind, each
+            /// with its index among the services of its kind.
+            pub fn indexed(cfg: &Config) -> Vec<(usize, Spec)> {
+                let mut out = Vec::new();
+                $(out.extend(<$C as Kind>::of(cfg).iter().cloned().enumerate().map(|(i, c)| (i, Spec::$V(c))));)*
+                out
+            }
+
+            /// Creates and binds the service's sockets.
+            pub fn bind(&self) -> Result<Bound> {
+                Ok(match self {
+                    $(Spec::$V(c) => Bound::$V(c.bind()?),)*
+                })
+            }
+
+            /// Why `other` cannot run on this spec's socket (the key that needs a new
+            /// one), or `None` when it can: same kind and address, and every socket
+            /// option that changed is one a live socket takes ([`change::classify`]).
+            pub fn rebind_reason(&self, other: &Spec) -> Option<&'static str> {
+                match (self, other) {
+                    $((Spec::$V(a), Spec::$V(b)) => rebind_reason(a, b),)*
+                    _ => Some("kind"),
+                }
+            }
+
+            /// The service's `name`.
+            pub fn name(&self) -> &str {
+                match self {
+                    $(Spec::$V(c) => c.name(),)*
+                }
+            }
+
+            /// Its `[kind.socket]` table.
+            pub fn socket(&self) -> &SocketOptions {
+                match self {
+                    $(Spec::$V(c) => c.socket(),)*
+                }
+            }
+
+            /// Its kind, as the config section is named.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Spec::$V(_) => <$C as Kind>::SECTION,)*
+                }
+            }
+
+            /// What its socket is for.
+            pub fn role(&self) -> Role {
+                match self {
+                    $(Spec::$V(_) => <$C as Kind>::ROLE,)*
+                }
+            }
+
+            /// Its services share a port with each other on purpose ([`Kind::SHARES_PORT`]).
+            pub fn shares_port(&self) -> bool {
+                match self {
+                    $(Spec::$V(_) => <$C as Kind>::SHARES_PORT,)*
+                }
+            }
+
+            /// The address whose family decides which socket options apply.
+            pub fn family_ip(&self) -> IpAddr {
+                match self {
+                    $(Spec::$V(x) => x.family_ip(),)*
+                }
+            }
+
+            /// The kind's own rules ([`Kind::validate`]).
+            pub fn validate(&self, index: usize, rules: &Rules, out: &mut Issues) {
+                match self {
+                    $(Spec::$V(x) => x.validate(index, rules, out),)*
+                }
+            }
+
+            /// The protocol addresses it takes ([`Kind::claims`]).
+            pub fn claims(&self) -> Vec<Claim> {
+                match self {
+                    $(Spec::$V(x) => x.claims(),)*
+                }
+            }
+
+            /// Its `{services}` entry at its longest.
+            pub fn directory_entry(&self) -> String {
+                match self {
+                    $(Spec::$V(x) => x.directory_entry(),)*
+                }
+            }
+
+            /// `check`'s one-line summary.
+            pub fn summary(&self) -> String {
+                match self {
+                    $(Spec::$V(x) => x.summary(),)*
+                }
+            }
+
+            /// `check --bind`'s remarks.
+            pub fn notes(&self) -> Vec<&'static str> {
+                match self {
+                    $(Spec::$V(x) => x.notes(),)*
+                }
+            }
+
+            /// Fails when another program holds the address it would join with the daemon's SO_REUSEPORT default (see [`crate::net::tcp_address_free`]).
+            pub fn address_free(&self) -> Result<()> {
+                match self {
+                    $(Spec::$V(x) => x.address_free(),)*
+                }
+            }
+
+            /// The address this spec binds, when it names one; reload uses it to close an old socket just before binding its replacement.
+            pub fn bind_addr(&self) -> Option<SocketAddr> {
+                match self {
+                    $(Spec::$V(x) => x.bind_addr(),)*
+                }
+            }
+
+            /// `check --print`'s table of it.
+            pub fn effective(&self) -> toml::Table {
+                match self {
+                    $(Spec::$V(x) => x.effective(),)*
+                }
+            }
+        }
+
+        impl Bound {
+            /// The address the socket is bound to (port 0 resolved).
+            pub fn local_addr(&self) -> SocketAddr {
+                match self {
+                    $(Bound::$V(x) => x.local_addr(),)*
+                }
+            }
+
+            /// How the service is reached, for `ready`, `{services}` and `/services`.
+            pub fn url(&self) -> String {
+                match self {
+                    $(Bound::$V(x) => x.url(),)*
+                }
+            }
+
+            /// Requested and effective socket options, read back from the kernel.
+            pub fn report(&self) -> Vec<Applied> {
+                match self {
+                    $(Bound::$V(x) => x.report(),)*
+                }
+            }
+
+            /// Multicast groups joined, each as `group on interface [from source]`.
+            pub fn groups(&self) -> Vec<String> {
+                match self {
+                    $(Bound::$V(x) => x.groups(),)*
+                }
+            }
+
+            /// The listening socket of a TCP service (reuseport steering during a rebind).
+            pub fn tcp_listener(&self) -> Option<socket2::SockRef<'_>> {
+                match self {
+                    $(Bound::$V(b) => (<$C as Kind>::ROLE == Role::TcpListener).then(|| b.sock()),)*
+                }
+            }
+
+            /// The same socket under a new spec (see [`Spec::rebind_reason`]). Has
+            /// no effect on what runs until [`Bound::reconfigure`] and `run`.
+            pub fn with_spec(&self, spec: &Spec) -> Option<Bound> {
+                match (self, spec) {
+                    $((Bound::$V(b), Spec::$V(c)) => Some(Bound::$V(b.with_config(c))),)*
+                    _ => None,
+                }
+            }
+
+            /// Applies to the live socket the options of this (handed over) spec that
+            /// changed from `old` and need no new socket; accepted TCP connections
+            /// inherit them from the next accept on.
+            pub fn reconfigure(&self, old: &Spec) -> Result<()> {
+                match (self, old) {
+                    $((Bound::$V(b), Spec::$V(o)) => reconfigure(b, o),)*
+                    _ => Ok(()),
+                }
+            }
+
+            /// Serves until `ctx.stop`, then finishes in-flight work.
+            pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
+                match self {
+                    $(Bound::$V(b) => Service::run(b, ctx).await,)*
+                }
+            }
+        }
+    };
+}
+
+// The one list of kinds, in the order `check` and `Spec::all` give them.
+kinds! {
+    TcpEcho(TcpEchoConfig),
+    UdpEcho(UdpEchoConfig),
+    Broadcast(BroadcastConfig),
+    Multicast(MulticastConfig),
+}
+
+fn rebind_reason<K: Kind>(old: &K, new: &K) -> Option<&'static str> {
+    old.address_change(new)
+        .or_else(|| change::classify(old.socket(), new.socket(), K::ROLE).rebind)
+}
+
+fn reconfigure<S: Service>(b: &S, old: &S::Config) -> Result<()> {
+    let role = <S::Config as Kind>::ROLE;
+    let new = b.cfg().socket();
+    let keys = change::classify(old.socket(), new, role).in_place;
+    change::apply_in_place(b.sock(), b.local_addr(), new, role, &keys)
+}
+
 impl Spec {
     /// Every service of a config, in file order, kind by kind.
     pub fn all(cfg: &Config) -> Vec<Spec> {
-        let mut out: Vec<Spec> = Vec::new();
-        out.extend(cfg.tcp_echo.iter().cloned().map(Spec::TcpEcho));
-        out.extend(cfg.udp_echo.iter().cloned().map(Spec::UdpEcho));
-        out.extend(cfg.broadcast.iter().cloned().map(Spec::Broadcast));
-        out.extend(cfg.multicast.iter().cloned().map(Spec::Multicast));
-        out
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Spec::TcpEcho(c) => &c.name,
-            Spec::UdpEcho(c) => &c.name,
-            Spec::Broadcast(c) => &c.name,
-            Spec::Multicast(c) => &c.name,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Spec::TcpEcho(_) => "tcp_echo",
-            Spec::UdpEcho(_) => "udp_echo",
-            Spec::Broadcast(_) => "broadcast",
-            Spec::Multicast(_) => "multicast",
-        }
-    }
-
-    /// Fails when another program holds the address this spec would join
-    /// with the daemon's SO_REUSEPORT default (see [`crate::net::tcp_address_free`]).
-    pub fn address_free(&self) -> Result<()> {
-        match self {
-            Spec::TcpEcho(c) => crate::net::tcp_address_free(c.listen, &c.socket),
-            _ => Ok(()),
-        }
-    }
-
-    /// Creates and binds the service's sockets.
-    pub fn bind(&self) -> Result<Bound> {
-        Ok(match self {
-            Spec::TcpEcho(c) => Bound::TcpEcho(tcp_echo::bind(c)?),
-            Spec::UdpEcho(c) => Bound::UdpEcho(udp_echo::bind(c)?),
-            Spec::Broadcast(c) => Bound::Broadcast(broadcast::bind(c)?),
-            Spec::Multicast(c) => Bound::Multicast(multicast::bind(c)?),
-        })
-    }
-
-    /// Why `other` cannot run on this spec's socket (the key that needs a new
-    /// one), or `None` when it can: same kind and address, and every socket
-    /// option that changed is one a live socket takes ([`change::classify`]).
-    pub fn rebind_reason(&self, other: &Spec) -> Option<&'static str> {
-        let (old, new, role) = match (self, other) {
-            (Spec::TcpEcho(a), Spec::TcpEcho(b)) => {
-                if a.listen != b.listen {
-                    return Some("listen");
-                }
-                (&a.socket, &b.socket, Role::TcpListener)
-            }
-            (Spec::UdpEcho(a), Spec::UdpEcho(b)) => {
-                if a.listen != b.listen {
-                    return Some("listen");
-                }
-                (&a.socket, &b.socket, Role::Udp)
-            }
-            (Spec::Broadcast(a), Spec::Broadcast(b)) => {
-                if a.bind != b.bind {
-                    return Some("bind");
-                }
-                if a.destination != b.destination {
-                    return Some("destination");
-                }
-                (&a.socket, &b.socket, Role::UdpBroadcast)
-            }
-            (Spec::Multicast(a), Spec::Multicast(b)) => {
-                if (a.group, a.port, &a.interface, a.source)
-                    != (b.group, b.port, &b.interface, b.source)
-                {
-                    return Some("group");
-                }
-                (&a.socket, &b.socket, Role::UdpMulticast)
-            }
-            _ => return Some("kind"),
-        };
-        change::classify(old, new, role).rebind
-    }
-
-    /// The address this spec binds, when it names one; reload uses it to
-    /// close an old socket just before binding its replacement.
-    pub fn bind_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Spec::TcpEcho(c) => Some(c.listen),
-            Spec::UdpEcho(c) => Some(c.listen),
-            Spec::Broadcast(c) => c.bind.filter(|a| a.port() != 0),
-            Spec::Multicast(c) => Some(SocketAddr::new(c.group, c.port)),
-        }
-    }
-}
-
-impl Bound {
-    /// The address the socket is bound to (port 0 resolved).
-    pub fn local_addr(&self) -> SocketAddr {
-        match self {
-            Bound::TcpEcho(b) => b.local_addr(),
-            Bound::UdpEcho(b) => b.local_addr(),
-            Bound::Broadcast(b) => b.local_addr(),
-            Bound::Multicast(b) => b.local_addr(),
-        }
-    }
-
-    /// How the service is reached, for `ready`, `{services}` and `/services`.
-    pub fn url(&self) -> String {
-        match self {
-            Bound::TcpEcho(b) => format!("tcp://{}", b.local_addr()),
-            Bound::UdpEcho(b) => format!("udp://{}", b.local_addr()),
-            Bound::Broadcast(b) => format!("udp://{}", b.destination()),
-            Bound::Multicast(b) => format!("udp://{}", b.group_addr()),
-        }
-    }
-
-    /// Requested and effective socket options, read back from the kernel.
-    pub fn report(&self) -> Vec<Applied> {
-        match self {
-            Bound::TcpEcho(b) => b.report(),
-            Bound::UdpEcho(b) => b.report(),
-            Bound::Broadcast(b) => b.report(),
-            Bound::Multicast(b) => b.report(),
-        }
-    }
-
-    /// The listening socket of a TCP service (reuseport steering during a rebind).
-    pub fn tcp_listener(&self) -> Option<socket2::SockRef<'_>> {
-        match self {
-            Bound::TcpEcho(b) => Some(b.sock()),
-            _ => None,
-        }
-    }
-
-    /// Multicast groups joined, each as `group on interface [from source]`.
-    pub fn groups(&self) -> Vec<String> {
-        match self {
-            Bound::Multicast(b) => b.groups(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The same socket under a new spec (see [`Spec::rebind_reason`]). Has
-    /// no effect on what runs until [`Bound::reconfigure`] and `run`.
-    pub fn with_spec(&self, spec: &Spec) -> Option<Bound> {
-        Some(match (self, spec) {
-            (Bound::TcpEcho(b), Spec::TcpEcho(c)) => Bound::TcpEcho(b.with_config(c)),
-            (Bound::UdpEcho(b), Spec::UdpEcho(c)) => Bound::UdpEcho(b.with_config(c)),
-            (Bound::Broadcast(b), Spec::Broadcast(c)) => Bound::Broadcast(b.with_config(c)),
-            (Bound::Multicast(b), Spec::Multicast(c)) => Bound::Multicast(b.with_config(c)),
-            _ => return None,
-        })
-    }
-
-    /// Applies to the live socket the options of this (handed over) spec that
-    /// changed from `old` and need no new socket; accepted TCP connections
-    /// inherit them from the next accept on.
-    pub fn reconfigure(&self, old: &Spec) -> Result<()> {
-        let (sock, new_o, old_o, role) = match (self, old) {
-            (Bound::TcpEcho(b), Spec::TcpEcho(o)) => {
-                (b.sock(), &b.cfg().socket, &o.socket, Role::TcpListener)
-            }
-            (Bound::UdpEcho(b), Spec::UdpEcho(o)) => {
-                (b.sock(), &b.cfg().socket, &o.socket, Role::Udp)
-            }
-            (Bound::Broadcast(b), Spec::Broadcast(o)) => {
-                (b.sock(), &b.cfg().socket, &o.socket, Role::UdpBroadcast)
-            }
-            (Bound::Multicast(b), Spec::Multicast(o)) => {
-                (b.sock(), &b.cfg().socket, &o.socket, Role::UdpMulticast)
-            }
-            _ => return Ok(()),
-        };
-        let keys = change::classify(old_o, new_o, role).in_place;
-        change::apply_in_place(sock, self.local_addr(), new_o, role, &keys)
-    }
-
-    /// Serves until `ctx.stop`, then finishes in-flight work.
-    pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
-        match self {
-            Bound::TcpEcho(b) => b.run(ctx).await,
-            Bound::UdpEcho(b) => b.run(ctx).await,
-            Bound::Broadcast(b) => b.run(ctx).await,
-            Bound::Multicast(b) => b.run(ctx).await,
-        }
+        Spec::indexed(cfg).into_iter().map(|(_, s)| s).collect()
     }
 }

@@ -29,127 +29,43 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use lru::LruCache;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
 use super::ServiceCtx;
-use super::mcast_join::{Membership, unspecified};
 use super::udp_guard::{Guard, Verdict};
 use crate::acl;
 use crate::config::{Compat, DEFAULT_BLOCKED_SOURCE_PORTS, MulticastConfig, Reply};
 use crate::logging::RateLimited;
+use crate::net::groups::{Datagram, GroupSocket, Membership};
 use crate::net::{self, Applied, Role};
 
 /// Senders tracked at once; the least recently heard is forgotten.
 pub const MAX_SENDERS: usize = 1024;
 
-/// The joined socket; leaving the group is tied to its lifetime.
-struct Joined {
-    socket: UdpSocket,
-    membership: Membership,
-    /// Reads each datagram's destination address (Windows: the port is shared by every group).
-    #[cfg(windows)]
-    dest: net::pktinfo::DestAddrs,
+#[derive(Clone)]
+pub struct Bound {
+    cfg: Arc<MulticastConfig>,
+    joined: Arc<GroupSocket>,
+    local: SocketAddr,
     /// The socket's kernel drops already counted (Linux), handed over with it.
     #[cfg(target_os = "linux")]
     drops_seen: super::kernel_drops::Seen,
 }
 
-/// One datagram from [`Bound::recv`].
-pub struct Datagram {
-    pub len: usize,
-    pub src: SocketAddr,
-    /// Sent to another group joined on this port, not to ours (only Windows,
-    /// where the wildcard bind shares the port, reports it).
-    pub other_group: bool,
-}
-
-impl Drop for Joined {
-    fn drop(&mut self) {
-        let m = &self.membership;
-        match m.leave(&socket2::SockRef::from(&self.socket)) {
-            Ok(()) => info!(group = %m.group, interface = %m.iface_text, "left multicast group"),
-            Err(e) => {
-                warn!(group = %m.group, interface = %m.iface_text, error = %e, "leaving multicast group failed (the kernel drops it when the socket closes)")
-            }
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Bound {
-    cfg: Arc<MulticastConfig>,
-    joined: Arc<Joined>,
-    local: SocketAddr,
-}
-
 pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
-    let membership = Membership::new(cfg.group, cfg.interface.as_deref(), cfg.source)?;
-    let addr = bind_addr(cfg, &membership);
-    let sock = net::udp_unbound(addr, &cfg.socket, Role::UdpMulticast)?;
-    if cfg.group.is_ipv6() && cfg.socket.only_v6.is_none() {
-        // An IPv6 wildcard socket would otherwise also take IPv4 traffic to this port.
-        sock.set_only_v6(true).context("set IPV6_V6ONLY")?;
-    }
-    // IP_MULTICAST_ALL (off unless asked for) was set by the option table's default.
-    net::bind(&sock, addr, "udp")?;
-    membership.join(&sock)?;
-    warn_pitfalls(cfg, &membership);
-    net::make_nonblocking(&sock)?;
-    #[cfg(windows)]
-    let dest = net::pktinfo::DestAddrs::enable(&sock, cfg.group.is_ipv6()).context(
-        "enable IP_PKTINFO (the destination of each datagram, to keep groups on one port apart)",
-    )?;
-    let socket = UdpSocket::from_std(sock.into()).context("register UDP socket with tokio")?;
-    let local = socket.local_addr()?;
-    debug!(group = %cfg.group, interface = %membership.iface_text, source = %cfg.source.map_or("any".to_string(), |s| s.to_string()), %local, "joined multicast group");
+    let joined = GroupSocket::open(cfg)?;
+    warn_pitfalls(cfg, joined.membership());
+    let local = joined.socket().local_addr()?;
     Ok(Bound {
         cfg: Arc::new(cfg.clone()),
-        joined: Arc::new(Joined {
-            socket,
-            membership,
-            #[cfg(windows)]
-            dest,
-            #[cfg(target_os = "linux")]
-            drops_seen: Default::default(),
-        }),
+        joined: Arc::new(joined),
         local,
+        #[cfg(target_os = "linux")]
+        drops_seen: Default::default(),
     })
-}
-
-/// Where the listener binds. Unix: the group address itself, so the kernel
-/// delivers only datagrams sent to the group; a unicast datagram to the port
-/// (to 127.0.0.1, or to any address of the host) finds no socket and is never
-/// seen, let alone echoed. An IPv6 group of interface or link scope (ff01::,
-/// ff02::, ff12::...) is bound with the joined interface as its scope id,
-/// which Linux requires; without an interface it falls back to the wildcard
-/// (warned at start). Windows refuses a bind to a group address: wildcard,
-/// and `recv` filters by destination (IP_PKTINFO). `socket.multicast_all =
-/// true` (Linux) asks for every group on the port, so it gets the wildcard too.
-fn bind_addr(cfg: &MulticastConfig, m: &Membership) -> SocketAddr {
-    let wildcard = SocketAddr::new(unspecified(cfg.group), cfg.port);
-    if cfg!(windows) || cfg.socket.multicast_all == Some(true) {
-        return wildcard;
-    }
-    match (cfg.group, m.iface) {
-        (IpAddr::V6(g), super::mcast_join::Iface::V6(index)) if needs_scope(g) => {
-            if index == 0 {
-                warn!(group = %g, port = cfg.port,
-                    "no interface given for a link-scope IPv6 group: bound to the wildcard, so unicast to this port is received too; set `interface`");
-                wildcard
-            } else {
-                SocketAddr::V6(std::net::SocketAddrV6::new(g, cfg.port, 0, index))
-            }
-        }
-        (g, _) => SocketAddr::new(g, cfg.port),
-    }
-}
-
-/// IPv6 multicast scopes 1 (interface) and 2 (link) name an interface.
-fn needs_scope(g: std::net::Ipv6Addr) -> bool {
-    matches!(g.octets()[1] & 0x0f, 1 | 2)
 }
 
 /// Start-up warnings for the mistakes that make a listener silently hear nothing (or too much).
@@ -187,7 +103,7 @@ fn warn_pitfalls(cfg: &MulticastConfig, m: &Membership) {
 impl Bound {
     /// The membership this listener holds, as `/services` shows it.
     pub fn groups(&self) -> Vec<String> {
-        let m = &self.joined.membership;
+        let m = self.joined.membership();
         let source = m.source.map(|s| format!(" from {s}")).unwrap_or_default();
         vec![format!("{} on {}{source}", m.group, m.iface_text)]
     }
@@ -203,7 +119,7 @@ impl Bound {
 
     /// The joined socket (`netservd listen` reads it directly).
     pub fn socket(&self) -> &UdpSocket {
-        &self.joined.socket
+        self.joined.socket()
     }
 
     pub fn with_config(&self, cfg: &MulticastConfig) -> Bound {
@@ -218,53 +134,23 @@ impl Bound {
     }
 
     pub(crate) fn sock(&self) -> socket2::SockRef<'_> {
-        socket2::SockRef::from(&self.joined.socket)
+        socket2::SockRef::from(self.joined.socket())
     }
 
-    /// Receives the next datagram into `buf` (65536 bytes hold any).
-    #[cfg(not(windows))]
+    /// Receives the next datagram into `buf` (65536 bytes hold any); on
+    /// Windows it says whether it was sent to another group on this port.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Datagram> {
-        let (len, src) = self.joined.socket.recv_from(buf).await?;
-        Ok(Datagram {
-            len,
-            src,
-            other_group: false,
-        })
-    }
-
-    /// Receives the next datagram into `buf` (65536 bytes hold any), with
-    /// its destination: on Windows the port is shared by every group joined on it.
-    #[cfg(windows)]
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Datagram> {
-        use tokio::io::Interest;
-        let j = &*self.joined;
-        loop {
-            j.socket.readable().await?;
-            match j
-                .socket
-                .try_io(Interest::READABLE, || j.dest.recv(&j.socket, buf))
-            {
-                Ok(r) => {
-                    return Ok(Datagram {
-                        len: r.len,
-                        src: r.src,
-                        other_group: r.dst.is_some_and(|d| d != self.cfg.group),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        self.joined.recv(buf).await
     }
 
     pub fn report(&self) -> Vec<Applied> {
         let mut out = net::read_back(
-            socket2::SockRef::from(&self.joined.socket),
+            socket2::SockRef::from(self.joined.socket()),
             self.local.is_ipv6(),
             &self.cfg.socket,
             Role::UdpMulticast,
         );
-        let m = &self.joined.membership;
+        let m = self.joined.membership();
         let src = m.source.map(|s| format!(" source {s}")).unwrap_or_default();
         out.push(Applied {
             key: "membership",
@@ -277,12 +163,12 @@ impl Bound {
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
         let cfg = &self.cfg;
         let m = &ctx.metrics;
-        let socket = &self.joined.socket;
+        let socket = self.joined.socket();
         #[cfg(target_os = "linux")]
         super::kernel_drops::watch(
             socket,
             self.local.is_ipv6(),
-            self.joined.drops_seen.clone(),
+            self.drops_seen.clone(),
             m.drop_counter("receive_buffer_full"),
             ctx.stop.clone(),
         );
@@ -362,5 +248,100 @@ impl Bound {
             .collect();
         info!(senders = senders.len(), top = %top.join(" "), "per-sender totals (sender:datagrams/bytes, most recent first)");
         Ok(())
+    }
+}
+
+impl super::Kind for MulticastConfig {
+    const SECTION: &'static str = "multicast";
+    const ROLE: Role = Role::UdpMulticast;
+    const SHARES_PORT: bool = true;
+    type Bound = Bound;
+
+    fn of(cfg: &crate::config::Config) -> &[Self] {
+        &cfg.multicast
+    }
+    fn of_mut(cfg: &mut crate::config::Config) -> &mut Vec<Self> {
+        &mut cfg.multicast
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn socket(&self) -> &crate::config::SocketOptions {
+        &self.socket
+    }
+    fn family_ip(&self) -> std::net::IpAddr {
+        self.group
+    }
+    fn validate(
+        &self,
+        index: usize,
+        _: &crate::config::validate::Rules,
+        out: &mut crate::config::validate::Issues,
+    ) {
+        crate::config::validate::services::multicast(index, self, out)
+    }
+    fn claims(&self) -> Vec<crate::config::validate::Claim> {
+        // A multicast listener binds the wildcard address of its port (IPv6 ones v6-only),
+        // so it would take unicast datagrams meant for a udp_echo on that port.
+        vec![crate::config::validate::Claim {
+            proto: "udp",
+            addr: SocketAddr::new(crate::net::groups::unspecified(self.group), self.port),
+            v6only: true,
+            key: "port",
+        }]
+    }
+    fn directory_entry(&self) -> String {
+        format!(
+            "{}=udp://{}",
+            self.name,
+            SocketAddr::new(self.group, self.port)
+        )
+    }
+    fn summary(&self) -> String {
+        format!(
+            "group {} port {} interface {}",
+            self.group,
+            self.port,
+            self.interface.as_deref().unwrap_or("(kernel picks)")
+        )
+    }
+    fn address_change(&self, new: &Self) -> Option<&'static str> {
+        ((self.group, self.port, &self.interface, self.source)
+            != (new.group, new.port, &new.interface, new.source))
+            .then_some("group")
+    }
+    fn bind_addr(&self) -> Option<SocketAddr> {
+        Some(SocketAddr::new(self.group, self.port))
+    }
+    fn bind(&self) -> Result<Bound> {
+        bind(self)
+    }
+}
+
+impl super::Service for Bound {
+    type Config = MulticastConfig;
+    fn local_addr(&self) -> SocketAddr {
+        Bound::local_addr(self)
+    }
+    fn url(&self) -> String {
+        format!("udp://{}", self.group_addr())
+    }
+    fn report(&self) -> Vec<net::Applied> {
+        Bound::report(self)
+    }
+    fn sock(&self) -> socket2::SockRef<'_> {
+        Bound::sock(self)
+    }
+    fn cfg(&self) -> &MulticastConfig {
+        Bound::cfg(self)
+    }
+    fn with_config(&self, cfg: &MulticastConfig) -> Bound {
+        Bound::with_config(self, cfg)
+    }
+    fn groups(&self) -> Vec<String> {
+        Bound::groups(self)
+    }
+    fn run(self, ctx: ServiceCtx) -> impl std::future::Future<Output = Result<()>> + Send {
+        Bound::run(self, ctx)
     }
 }

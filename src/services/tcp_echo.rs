@@ -365,3 +365,113 @@ pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
         matches!(e.raw_os_error(), Some(10024 | 10055))
     }
 }
+
+impl super::Kind for TcpEchoConfig {
+    const SECTION: &'static str = "tcp_echo";
+    const ROLE: Role = Role::TcpListener;
+    type Bound = Bound;
+
+    fn of(cfg: &crate::config::Config) -> &[Self] {
+        &cfg.tcp_echo
+    }
+    fn of_mut(cfg: &mut crate::config::Config) -> &mut Vec<Self> {
+        &mut cfg.tcp_echo
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn socket(&self) -> &crate::config::SocketOptions {
+        &self.socket
+    }
+    fn family_ip(&self) -> std::net::IpAddr {
+        self.listen.ip()
+    }
+    fn validate(
+        &self,
+        index: usize,
+        _: &crate::config::validate::Rules,
+        out: &mut crate::config::validate::Issues,
+    ) {
+        crate::config::validate::services::tcp_echo(index, self, out)
+    }
+    fn claims(&self) -> Vec<crate::config::validate::Claim> {
+        vec![crate::config::validate::Claim {
+            proto: "tcp",
+            addr: self.listen,
+            v6only: self.socket.only_v6.unwrap_or(false),
+            key: "listen",
+        }]
+    }
+    fn directory_entry(&self) -> String {
+        format!(
+            "{}=tcp://{}",
+            self.name,
+            SocketAddr::new(self.listen.ip(), 65535)
+        )
+    }
+    fn summary(&self) -> String {
+        format!(
+            "tcp://{} length_field_bytes={} byte_order={} max_frame_bytes={}",
+            self.listen,
+            self.length_field_bytes,
+            self.byte_order,
+            self.frame_limit()
+        )
+    }
+    fn notes(&self) -> Vec<&'static str> {
+        if cfg!(target_os = "linux") && self.socket.reuse_port.is_none() {
+            // README "Reload and shutdown": gap-free rebinds on the same address.
+            return vec![
+                "the daemon also sets reuse_port = true (Linux default, so a reload binds beside the old listener; \
+                 only a process of the same user can join such a port); check binds without it, so it never joins a running daemon's port",
+            ];
+        }
+        Vec::new()
+    }
+    fn address_change(&self, new: &Self) -> Option<&'static str> {
+        (self.listen != new.listen).then_some("listen")
+    }
+    fn bind_addr(&self) -> Option<SocketAddr> {
+        Some(self.listen)
+    }
+    fn address_free(&self) -> Result<()> {
+        net::tcp_address_free(self.listen, &self.socket)
+    }
+    fn effective(&self) -> toml::Table {
+        let mut t = toml::Table::try_from(self).unwrap_or_default();
+        // `None` means "the most the length field allows, up to 65536": say which.
+        t.insert(
+            "max_frame_bytes".into(),
+            toml::Value::Integer(self.frame_limit() as i64),
+        );
+        t
+    }
+    fn bind(&self) -> Result<Bound> {
+        bind(self)
+    }
+}
+
+impl super::Service for Bound {
+    type Config = TcpEchoConfig;
+    fn local_addr(&self) -> SocketAddr {
+        Bound::local_addr(self)
+    }
+    fn url(&self) -> String {
+        format!("tcp://{}", self.local)
+    }
+    fn report(&self) -> Vec<net::Applied> {
+        Bound::report(self)
+    }
+    fn sock(&self) -> socket2::SockRef<'_> {
+        Bound::sock(self)
+    }
+    fn cfg(&self) -> &TcpEchoConfig {
+        Bound::cfg(self)
+    }
+    fn with_config(&self, cfg: &TcpEchoConfig) -> Bound {
+        Bound::with_config(self, cfg)
+    }
+    fn run(self, ctx: ServiceCtx) -> impl std::future::Future<Output = Result<()>> + Send {
+        Bound::run(self, ctx)
+    }
+}

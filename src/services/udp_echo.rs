@@ -286,3 +286,98 @@ pub fn sockperf_reply(datagram: &mut [u8]) {
         datagram[9] &= !1;
     }
 }
+
+impl super::Kind for UdpEchoConfig {
+    const SECTION: &'static str = "udp_echo";
+    const ROLE: Role = Role::Udp;
+    type Bound = Bound;
+
+    fn of(cfg: &crate::config::Config) -> &[Self] {
+        &cfg.udp_echo
+    }
+    fn of_mut(cfg: &mut crate::config::Config) -> &mut Vec<Self> {
+        &mut cfg.udp_echo
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn socket(&self) -> &crate::config::SocketOptions {
+        &self.socket
+    }
+    fn family_ip(&self) -> std::net::IpAddr {
+        self.listen.ip()
+    }
+    fn validate(
+        &self,
+        index: usize,
+        _: &crate::config::validate::Rules,
+        out: &mut crate::config::validate::Issues,
+    ) {
+        crate::config::validate::services::udp_echo(index, self, out)
+    }
+    fn claims(&self) -> Vec<crate::config::validate::Claim> {
+        vec![crate::config::validate::Claim {
+            proto: "udp",
+            addr: self.listen,
+            v6only: self.socket.only_v6.unwrap_or(false),
+            key: "listen",
+        }]
+    }
+    fn directory_entry(&self) -> String {
+        format!(
+            "{}=udp://{}",
+            self.name,
+            SocketAddr::new(self.listen.ip(), 65535)
+        )
+    }
+    fn summary(&self) -> String {
+        format!(
+            "udp://{} max_datagram_bytes={}",
+            self.listen, self.max_datagram_bytes
+        )
+    }
+    fn notes(&self) -> Vec<&'static str> {
+        // What a udp_echo with `reuse_address = true` gives away (Unix: the default is off).
+        if cfg!(unix) && self.socket.reuse_address == Some(true) {
+            return vec![
+                "reuse_address = true: another process that also sets SO_REUSEADDR may bind this address \
+                 and receive its datagrams (the daemon's counters then miss them); remove the key to keep the port exclusive",
+            ];
+        }
+        Vec::new()
+    }
+    fn address_change(&self, new: &Self) -> Option<&'static str> {
+        (self.listen != new.listen).then_some("listen")
+    }
+    fn bind_addr(&self) -> Option<SocketAddr> {
+        Some(self.listen)
+    }
+    fn bind(&self) -> Result<Bound> {
+        bind(self)
+    }
+}
+
+impl super::Service for Bound {
+    type Config = UdpEchoConfig;
+    fn local_addr(&self) -> SocketAddr {
+        Bound::local_addr(self)
+    }
+    fn url(&self) -> String {
+        format!("udp://{}", self.local_addr())
+    }
+    fn report(&self) -> Vec<net::Applied> {
+        Bound::report(self)
+    }
+    fn sock(&self) -> socket2::SockRef<'_> {
+        Bound::sock(self)
+    }
+    fn cfg(&self) -> &UdpEchoConfig {
+        Bound::cfg(self)
+    }
+    fn with_config(&self, cfg: &UdpEchoConfig) -> Bound {
+        Bound::with_config(self, cfg)
+    }
+    fn run(self, ctx: ServiceCtx) -> impl std::future::Future<Output = Result<()>> + Send {
+        Bound::run(self, ctx)
+    }
+}

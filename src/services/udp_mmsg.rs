@@ -5,11 +5,12 @@
 //! (`try_io`), so a call that would block clears readiness and the service
 //! waits in `readable()` like any tokio socket.
 //!
-//! Buffers live on the heap in plain arrays: slot bytes, source addresses,
-//! and the kernel's `mmsghdr`/`iovec` descriptions of them, which are kept
-//! between calls (only their pointers and lengths are refreshed) so a call
-//! costs no zeroing or rebuilding. Slots are allocated zeroed and lazily paged
-//! in, so memory follows the datagram sizes actually received.
+//! Buffers live on the heap in plain arrays (slot bytes, source addresses)
+//! and hold no pointers. The kernel's `mmsghdr`/`iovec` descriptions of them
+//! are built per call on the stack, as quinn-udp does: a few hundred bytes of
+//! stores next to a system call, and no raw pointer outlives the call (so
+//! `Batch` is `Send` without an `unsafe impl`). Slots are allocated zeroed
+//! and lazily paged in, so memory follows the datagram sizes actually received.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -24,38 +25,42 @@ use tokio::net::UdpSocket;
 /// 8 gave +3 % at 64 B and +4 % at 4 KiB, with lower p50; 4 was no better.
 pub const BATCH: usize = 8;
 
+/// The slots of one batch and what the last receive put in them.
 pub struct Batch {
     /// Bytes per slot: `max_datagram_bytes + 1`.
     slot: usize,
     data: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
-    /// The kernel's descriptions of the slots, kept between calls so a call
-    /// does not zero and rebuild them (at one or two datagrams per wake-up,
-    /// that setup would cost as much as the datagram).
-    recv_iov: Vec<libc::iovec>,
-    recv_hdrs: Vec<libc::mmsghdr>,
-    send_iov: Vec<libc::iovec>,
-    send_hdrs: Vec<libc::mmsghdr>,
+    /// Bytes of each datagram of the last receive.
+    lens: [usize; BATCH],
+    /// Length of each source address of the last receive.
+    namelens: [libc::socklen_t; BATCH],
 }
 
-// SAFETY: the raw pointers inside the headers only ever point into this
-// struct's own heap buffers (never resized after `new`, and re-derived before
-// every call), so the struct moves between threads as one unit.
-unsafe impl Send for Batch {}
+/// An all-zero `mmsghdr`, to be pointed at one slot.
+fn empty_header() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain C data (integers and raw pointers); all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// An `iovec` describing all of `buf`.
+fn iovec_of(buf: &mut [u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    }
+}
 
 impl Batch {
     pub fn new(slot: usize) -> Batch {
-        // SAFETY: these C structs are plain data; all-zero is a valid value for each.
-        let (ss, iov, hdr): (libc::sockaddr_storage, libc::iovec, libc::mmsghdr) =
-            unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
+        // SAFETY: sockaddr_storage is plain C data; all-zero is a valid value.
+        let ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         Batch {
             slot,
             data: vec![0; slot * BATCH],
             addrs: vec![ss; BATCH],
-            recv_iov: vec![iov; BATCH],
-            recv_hdrs: vec![hdr; BATCH],
-            send_iov: vec![iov; BATCH],
-            send_hdrs: vec![hdr; BATCH],
+            lens: [0; BATCH],
+            namelens: [0; BATCH],
         }
     }
 
@@ -63,49 +68,55 @@ impl Batch {
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         let fd = sock.as_raw_fd();
         sock.try_io(Interest::READABLE, || {
-            let (data, addrs, iov) = (
-                self.data.as_mut_ptr(),
-                self.addrs.as_mut_ptr(),
-                self.recv_iov.as_mut_ptr(),
-            );
-            for (i, h) in self.recv_hdrs.iter_mut().enumerate() {
-                // SAFETY: i < BATCH, so every pointer stays inside its buffer.
-                unsafe {
-                    *iov.add(i) = libc::iovec {
-                        iov_base: data.add(i * self.slot).cast(),
-                        iov_len: self.slot,
-                    };
-                    h.msg_hdr.msg_name = addrs.add(i).cast();
-                    h.msg_hdr.msg_iov = iov.add(i);
-                }
-                h.msg_hdr.msg_namelen =
-                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; BATCH];
+            let mut hdrs = [empty_header(); BATCH];
+            let slots = self.data.chunks_exact_mut(self.slot);
+            for (((v, h), buf), addr) in iov
+                .iter_mut()
+                .zip(&mut hdrs)
+                .zip(slots)
+                .zip(&mut self.addrs)
+            {
+                *v = iovec_of(buf);
+                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 h.msg_hdr.msg_iovlen = 1;
             }
-            // SAFETY: the headers describe BATCH writable slots and address buffers of the stated sizes.
+            for (h, v) in hdrs.iter_mut().zip(&mut iov) {
+                h.msg_hdr.msg_iov = v;
+            }
+            // SAFETY: each of the BATCH headers points at its own live iovec (a
+            // writable slot of `slot` bytes) and address buffer of the stated
+            // sizes, all borrowed from `self` or this frame for the whole call.
             let r = unsafe {
                 libc::recvmmsg(
                     fd,
-                    self.recv_hdrs.as_mut_ptr(),
+                    hdrs.as_mut_ptr(),
                     BATCH as libc::c_uint,
                     libc::MSG_DONTWAIT,
                     std::ptr::null_mut(),
                 )
             };
             if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
+                return Err(io::Error::last_os_error());
             }
+            let got = r as usize;
+            for (i, h) in hdrs[..got].iter().enumerate() {
+                self.lens[i] = h.msg_len as usize;
+                self.namelens[i] = h.msg_hdr.msg_namelen;
+            }
+            Ok(got)
         })
     }
 
     /// Datagram `i` of the last receive: its source (None if the kernel gave
     /// an address family we do not know) and its bytes, which may be edited in place.
     pub fn datagram(&mut self, i: usize) -> (Option<SocketAddr>, &mut [u8]) {
-        let h = &self.recv_hdrs[i];
-        let src = to_socket_addr(&self.addrs[i], h.msg_hdr.msg_namelen);
-        let (at, len) = (i * self.slot, h.msg_len as usize);
+        let src = to_socket_addr(&self.addrs[i], self.namelens[i]);
+        let (at, len) = (i * self.slot, self.lens[i]);
         (src, &mut self.data[at..at + len])
     }
 
@@ -116,29 +127,26 @@ impl Batch {
         let fd = sock.as_raw_fd();
         let n = which.len().min(BATCH);
         sock.try_io(Interest::WRITABLE, || {
-            let (data, addrs, iov) = (
-                self.data.as_mut_ptr(),
-                self.addrs.as_mut_ptr(),
-                self.send_iov.as_mut_ptr(),
-            );
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; BATCH];
+            let mut hdrs = [empty_header(); BATCH];
             for (k, &i) in which[..n].iter().enumerate() {
-                let r = &self.recv_hdrs[i];
-                let h = &mut self.send_hdrs[k];
-                // SAFETY: i, k < BATCH; the reply is the received bytes, sent to the address they came from.
-                unsafe {
-                    *iov.add(k) = libc::iovec {
-                        iov_base: data.add(i * self.slot).cast(),
-                        iov_len: r.msg_len as usize,
-                    };
-                    h.msg_hdr.msg_name = addrs.add(i).cast();
-                    h.msg_hdr.msg_iov = iov.add(k);
-                }
-                h.msg_hdr.msg_namelen = r.msg_hdr.msg_namelen;
-                h.msg_hdr.msg_iovlen = 1;
+                let at = i * self.slot;
+                iov[k] = iovec_of(&mut self.data[at..at + self.lens[i]]);
+                let h = &mut hdrs[k].msg_hdr;
+                h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = self.namelens[i];
+                h.msg_iovlen = 1;
             }
-            // SAFETY: the first n headers describe valid buffers and addresses.
-            let r =
-                unsafe { libc::sendmmsg(fd, self.send_hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+            for (h, v) in hdrs.iter_mut().zip(&mut iov) {
+                h.msg_hdr.msg_iov = v;
+            }
+            // SAFETY: the first n headers point at live iovecs (each the received
+            // bytes of one slot) and at the address each came from, borrowed
+            // from `self` or this frame for the whole call; the kernel only reads them.
+            let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
             if r < 0 {
                 Err(io::Error::last_os_error())
             } else {

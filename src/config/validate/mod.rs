@@ -6,16 +6,18 @@
 //! `socket.rs` the `[*.socket]` ones.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::schema::*;
 
-mod services;
+pub(crate) mod services;
 mod socket;
 
-use services::{broadcast, multicast, tcp_echo, udp_echo};
 use socket::{Kind, socket};
+
+use crate::net::Role;
+use crate::services::Spec;
 
 /// One problem: where (kind + index into that kind's `Vec`, then keys) and what.
 pub struct Issue {
@@ -46,11 +48,31 @@ pub struct SeeAlso {
     pub key: &'static str,
 }
 
-pub(super) struct Issues(pub(super) Vec<Issue>, pub(super) Vec<SeeAlso>);
+/// What validation found so far: the problems, and for those about two
+/// services, where the other one is.
+pub struct Issues(pub(super) Vec<Issue>, pub(super) Vec<SeeAlso>);
+
+/// What the per-kind rules need to know about the rest of the config.
+pub struct Rules {
+    /// `{services}` at its longest: every service with a 5-digit port.
+    pub(crate) worst_case_services: String,
+}
+
+/// A protocol address a service takes; no two services may take overlapping ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// `tcp` or `udp`.
+    pub(crate) proto: &'static str,
+    pub(crate) addr: SocketAddr,
+    /// An IPv6 wildcard that does not take IPv4 (IPV6_V6ONLY).
+    pub(crate) v6only: bool,
+    /// The key the address is written in (`listen`, `bind`, `port`).
+    pub(crate) key: &'static str,
+}
 
 impl Issues {
     /// Points the issue just added at the other service's `key`.
-    pub(super) fn see(&mut self, kind: &'static str, index: usize, key: &'static str) {
+    pub(crate) fn see(&mut self, kind: &'static str, index: usize, key: &'static str) {
         if let Some(issue) = self.0.len().checked_sub(1) {
             self.1.push(SeeAlso {
                 issue,
@@ -61,7 +83,7 @@ impl Issues {
         }
     }
 
-    pub(super) fn at(
+    pub(crate) fn at(
         &mut self,
         kind: &'static str,
         index: usize,
@@ -86,52 +108,31 @@ pub fn validate_all(cfg: &Config) -> (Vec<Issue>, Vec<SeeAlso>) {
     admin(cfg, &mut out);
     names(cfg, &mut out);
     overlaps(cfg, &mut out);
-    let services = worst_case_services(cfg);
-    for (i, s) in cfg.tcp_echo.iter().enumerate() {
-        tcp_echo(i, s, &mut out);
+    let rules = Rules {
+        worst_case_services: worst_case_services(cfg),
+    };
+    for (i, spec) in Spec::indexed(cfg) {
+        spec.validate(i, &rules, &mut out);
         socket(
-            Kind::TcpEcho,
+            socket_kind(spec.role()),
             i,
-            &s.name,
-            &s.socket,
-            Some(s.listen.ip()),
-            &mut out,
-        );
-    }
-    for (i, s) in cfg.udp_echo.iter().enumerate() {
-        udp_echo(i, s, &mut out);
-        socket(
-            Kind::UdpEcho,
-            i,
-            &s.name,
-            &s.socket,
-            Some(s.listen.ip()),
-            &mut out,
-        );
-    }
-    for (i, s) in cfg.broadcast.iter().enumerate() {
-        broadcast(i, s, &services, &mut out);
-        socket(
-            Kind::Broadcast,
-            i,
-            &s.name,
-            &s.socket,
-            Some(s.destination.ip()),
-            &mut out,
-        );
-    }
-    for (i, s) in cfg.multicast.iter().enumerate() {
-        multicast(i, s, &mut out);
-        socket(
-            Kind::Multicast,
-            i,
-            &s.name,
-            &s.socket,
-            Some(s.group),
+            spec.name(),
+            spec.socket(),
+            Some(spec.family_ip()),
             &mut out,
         );
     }
     (out.0, out.1)
+}
+
+/// The socket rules' name for a service's socket role.
+fn socket_kind(role: Role) -> Kind {
+    match role {
+        Role::TcpListener => Kind::TcpEcho,
+        Role::Udp => Kind::UdpEcho,
+        Role::UdpBroadcast => Kind::Broadcast,
+        Role::UdpMulticast => Kind::Multicast,
+    }
 }
 
 fn daemon(cfg: &Config, out: &mut Issues) {
@@ -200,61 +201,51 @@ fn admin(cfg: &Config, out: &mut Issues) {
             ),
         );
     }
-    if let Some(path) = &a.token_file {
-        // Read here too, so `check` fails where `run` would.
-        match std::fs::read_to_string(path) {
-            Ok(t) if t.trim().is_empty() => issue(
-                "token_file",
-                format!(
-                    "token_file {}: the file is empty; write a token into it (e.g. `openssl rand -hex 32 > FILE`)",
-                    path.display()
-                ),
-            ),
-            Ok(_) => {}
-            Err(e) => issue(
-                "token_file",
-                format!(
-                    "token_file {}: cannot read it ({e}); create it (e.g. `openssl rand -hex 32 > FILE`) or remove token_file",
-                    path.display()
-                ),
-            ),
-        }
+    if let Some(message) = a.token_file.as_deref().and_then(token_file_problem) {
+        issue("token_file", message);
     }
     if a.listen.port() == 0 {
         return;
     }
-    for s in &cfg.tcp_echo {
-        if s.listen.port() == a.listen.port()
-            && ips_overlap(
-                s.listen.ip(),
-                s.socket.only_v6.unwrap_or(false),
-                a.listen.ip(),
-                false,
-            )
-        {
-            issue(
-                "listen",
-                format!(
-                    "listen {} overlaps tcp_echo {:?} on {}; give the admin endpoint another port",
-                    a.listen, s.name, s.listen
-                ),
-            );
+    for spec in Spec::all(cfg) {
+        for c in spec.claims().into_iter().filter(|c| c.proto == "tcp") {
+            if c.addr.port() == a.listen.port()
+                && ips_overlap(c.addr.ip(), c.v6only, a.listen.ip(), false)
+            {
+                issue(
+                    "listen",
+                    format!(
+                        "listen {} overlaps {} {:?} on {}; give the admin endpoint another port",
+                        a.listen,
+                        spec.kind(),
+                        spec.name(),
+                        c.addr
+                    ),
+                );
+            }
         }
     }
 }
 
+/// What is wrong with `[admin] token_file`, read here too so `check` fails where `run` would.
+fn token_file_problem(path: &std::path::Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if t.trim().is_empty() => Some(format!(
+            "token_file {}: the file is empty; write a token into it (e.g. `openssl rand -hex 32 > FILE`)",
+            path.display()
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "token_file {}: cannot read it ({e}); create it (e.g. `openssl rand -hex 32 > FILE`) or remove token_file",
+            path.display()
+        )),
+    }
+}
+
 fn names(cfg: &Config, out: &mut Issues) {
-    let mut seen: HashMap<&str, (&'static str, usize)> = HashMap::new();
-    let all = cfg
-        .tcp_echo
-        .iter()
-        .map(|s| ("tcp_echo", &s.name))
-        .chain(cfg.udp_echo.iter().map(|s| ("udp_echo", &s.name)))
-        .chain(cfg.broadcast.iter().map(|s| ("broadcast", &s.name)))
-        .chain(cfg.multicast.iter().map(|s| ("multicast", &s.name)));
-    let mut index: HashMap<&'static str, usize> = HashMap::new();
-    for (kind, name) in all {
-        let i = *index.entry(kind).and_modify(|i| *i += 1).or_insert(0);
+    let mut seen: HashMap<String, (&'static str, usize)> = HashMap::new();
+    for (i, spec) in Spec::indexed(cfg) {
+        let (kind, name) = (spec.kind(), spec.name());
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -269,11 +260,11 @@ fn names(cfg: &Config, out: &mut Issues) {
                 "name must be 1 to 64 characters of letters, digits, '-', '_' or '.'".into(),
             );
         }
-        if let Some(&(first, at)) = seen.get(name.as_str()) {
+        if let Some(&(first, at)) = seen.get(name) {
             out.at(kind, i, name, &["name"], format!("duplicate service name (already used by a {first} service); every service needs a unique name"));
             out.see(first, at, "name");
         } else {
-            seen.insert(name, (kind, i));
+            seen.insert(name.to_string(), (kind, i));
         }
     }
 }
@@ -281,88 +272,58 @@ fn names(cfg: &Config, out: &mut Issues) {
 /// Two services may not share protocol + address:port (port 0 never clashes;
 /// an unspecified address overlaps every address of its port).
 fn overlaps(cfg: &Config, out: &mut Issues) {
-    /// (protocol, address, name, v6only, kind, index, key) of each address taken so far.
-    type Claim = (
-        &'static str,
-        SocketAddr,
-        String,
-        bool,
-        &'static str,
-        usize,
-        &'static str,
-    );
-    let mut claimed: Vec<Claim> = Vec::new();
-    let mut check = |proto: &'static str,
-                     kind: &'static str,
-                     i: usize,
-                     name: &str,
-                     addr: SocketAddr,
-                     v6only: bool,
-                     key: &'static str,
-                     out: &mut Issues| {
-        if addr.port() == 0 {
-            return;
-        }
-        for (p, other, other_name, other_v6only, other_kind, other_i, other_key) in &claimed {
-            // Multicast listeners share their port on purpose (SO_REUSEADDR, one group each).
-            let both_multicast = kind == "multicast" && *other_kind == "multicast";
-            if *p == proto
-                && !both_multicast
-                && other.port() == addr.port()
-                && ips_overlap(other.ip(), *other_v6only, addr.ip(), v6only)
-            {
-                out.at(kind, i, name, &[key], format!(
-                    "{proto} {addr} overlaps service {other_name:?} on {other}; give one of them another port or address"
-                ));
-                out.see(other_kind, *other_i, other_key);
-                return;
+    /// A claim taken so far, with the service that took it.
+    struct Taken {
+        claim: Claim,
+        name: String,
+        kind: &'static str,
+        index: usize,
+        shares_port: bool,
+    }
+    let mut taken: Vec<Taken> = Vec::new();
+    for (i, spec) in Spec::indexed(cfg) {
+        for claim in spec.claims() {
+            if claim.addr.port() == 0 {
+                continue;
             }
+            let clash = taken.iter().find(|t| {
+                // Some kinds share their port on purpose (multicast: SO_REUSEADDR, one group each).
+                let both_share = t.kind == spec.kind() && t.shares_port && spec.shares_port();
+                t.claim.proto == claim.proto
+                    && !both_share
+                    && t.claim.addr.port() == claim.addr.port()
+                    && ips_overlap(
+                        t.claim.addr.ip(),
+                        t.claim.v6only,
+                        claim.addr.ip(),
+                        claim.v6only,
+                    )
+            });
+            if let Some(t) = clash {
+                let (proto, addr, other) = (claim.proto, claim.addr, t.claim.addr);
+                out.at(spec.kind(), i, spec.name(), &[claim.key], format!(
+                    "{proto} {addr} overlaps service {:?} on {other}; give one of them another port or address",
+                    t.name
+                ));
+                out.see(t.kind, t.index, t.claim.key);
+                continue;
+            }
+            taken.push(Taken {
+                claim,
+                name: spec.name().to_string(),
+                kind: spec.kind(),
+                index: i,
+                shares_port: spec.shares_port(),
+            });
         }
-        claimed.push((proto, addr, name.to_string(), v6only, kind, i, key));
-    };
-    for (i, s) in cfg.tcp_echo.iter().enumerate() {
-        check(
-            "tcp",
-            "tcp_echo",
-            i,
-            &s.name,
-            s.listen,
-            s.socket.only_v6.unwrap_or(false),
-            "listen",
-            out,
-        );
-    }
-    for (i, s) in cfg.udp_echo.iter().enumerate() {
-        check(
-            "udp",
-            "udp_echo",
-            i,
-            &s.name,
-            s.listen,
-            s.socket.only_v6.unwrap_or(false),
-            "listen",
-            out,
-        );
-    }
-    for (i, s) in cfg.broadcast.iter().enumerate() {
-        if let Some(bind) = s.bind {
-            check("udp", "broadcast", i, &s.name, bind, false, "bind", out);
-        }
-    }
-    // A multicast listener binds the wildcard address of its port (IPv6 ones v6-only),
-    // so it would take unicast datagrams meant for a udp_echo on that port.
-    for (i, s) in cfg.multicast.iter().enumerate() {
-        let wildcard: IpAddr = if s.group.is_ipv4() {
-            Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            Ipv6Addr::UNSPECIFIED.into()
-        };
-        let addr = SocketAddr::new(wildcard, s.port);
-        check("udp", "multicast", i, &s.name, addr, true, "port", out);
     }
 }
 
+/// Whether sockets on `a` and `b` (same port and protocol) would take the
+/// same datagrams or connections. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`)
+/// is the IPv4 address it maps: the kernel refuses both on one port.
 fn ips_overlap(a: IpAddr, a_v6only: bool, b: IpAddr, b_v6only: bool) -> bool {
+    let (a, b) = (a.to_canonical(), b.to_canonical());
     if a == b {
         return true;
     }
@@ -373,32 +334,14 @@ fn ips_overlap(a: IpAddr, a_v6only: bool, b: IpAddr, b_v6only: bool) -> bool {
 }
 
 /// `{services}` at its longest: every service with a 5-digit port.
+/// Other announcers appear in it too (an announcer leaves out only itself).
 fn worst_case_services(cfg: &Config) -> String {
-    let mut s = Vec::new();
-    for t in &cfg.tcp_echo {
-        s.push(format!(
-            "{}=tcp://{}",
-            t.name,
-            SocketAddr::new(t.listen.ip(), 65535)
-        ));
-    }
-    for u in &cfg.udp_echo {
-        s.push(format!(
-            "{}=udp://{}",
-            u.name,
-            SocketAddr::new(u.listen.ip(), 65535)
-        ));
-    }
-    // Other announcers appear in `{services}` too (an announcer leaves out only itself).
-    for b in &cfg.broadcast {
-        s.push(format!("{}=udp://{}", b.name, b.destination));
-    }
-    for m in &cfg.multicast {
-        s.push(format!(
-            "{}=udp://{}",
-            m.name,
-            SocketAddr::new(m.group, m.port)
-        ));
-    }
-    s.join(" ")
+    Spec::all(cfg)
+        .iter()
+        .map(Spec::directory_entry)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use crate::config::schema::*;
 use crate::frame::FrameFormat;
 use crate::template::{MAX_PAYLOAD_BYTES, Template};
 
-pub(super) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
+pub(crate) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("tcp_echo", i, &s.name, keys, msg)
     };
@@ -89,7 +89,7 @@ pub(super) fn tcp_echo(i: usize, s: &TcpEchoConfig, out: &mut Issues) {
     }
 }
 
-pub(super) fn udp_echo(i: usize, s: &UdpEchoConfig, out: &mut Issues) {
+pub(crate) fn udp_echo(i: usize, s: &UdpEchoConfig, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("udp_echo", i, &s.name, keys, msg)
     };
@@ -115,7 +115,7 @@ pub(super) fn udp_echo(i: usize, s: &UdpEchoConfig, out: &mut Issues) {
     }
 }
 
-pub(super) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut Issues) {
+pub(crate) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("broadcast", i, &s.name, keys, msg)
     };
@@ -184,7 +184,7 @@ pub(super) fn broadcast(i: usize, s: &BroadcastConfig, services: &str, out: &mut
     }
 }
 
-pub(super) fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
+pub(crate) fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
     let at = |keys: &[&'static str], msg: String, out: &mut Issues| {
         out.at("multicast", i, &s.name, keys, msg)
     };
@@ -228,40 +228,32 @@ pub(super) fn multicast(i: usize, s: &MulticastConfig, out: &mut Issues) {
             );
         }
     }
-    if let Some(ifc) = &s.interface {
-        if s.group.is_ipv4() && ifc.parse::<std::net::Ipv6Addr>().is_ok() {
-            at(
-                &["interface"],
-                format!(
-                    "interface {ifc:?} is an IPv6 address but group {} is IPv4: an IPv4 group is joined on a local IPv4 address, e.g. \"127.0.0.1\"",
-                    s.group
-                ),
-                out,
-            );
-        } else if s.group.is_ipv6() && ifc.parse::<std::net::Ipv4Addr>().is_ok() {
-            at(
-                &["interface"],
-                format!(
-                    "interface {ifc:?} is an IPv4 address but group {} is IPv6: an IPv6 group is joined on an interface name or index, e.g. \"lo\" or \"1\"",
-                    s.group
-                ),
-                out,
-            );
-        } else if s.group.is_ipv4() && ifc.parse::<std::net::Ipv4Addr>().is_err() {
-            at(
-                &["interface"],
-                format!(
-                    "interface {ifc:?} must be a local IPv4 address for an IPv4 group, e.g. \"127.0.0.1\""
-                ),
-                out,
-            );
-        }
-        if s.group.is_ipv6() && ifc.is_empty() {
-            at(
-                &["interface"],
-                "interface must be an interface name or index for an IPv6 group".into(),
-                out,
-            );
-        }
+    if let Some(ifc) = &s.interface
+        && let Some(msg) = interface_problem(s.group, ifc)
+    {
+        at(&["interface"], msg, out);
+    }
+}
+
+/// What is wrong with a multicast `interface` for `group`'s family, if anything.
+fn interface_problem(group: std::net::IpAddr, ifc: &str) -> Option<String> {
+    let v4 = ifc.parse::<std::net::Ipv4Addr>().is_ok();
+    let v6 = ifc.parse::<std::net::Ipv6Addr>().is_ok();
+    if group.is_ipv4() && v6 {
+        Some(format!(
+            "interface {ifc:?} is an IPv6 address but group {group} is IPv4: an IPv4 group is joined on a local IPv4 address, e.g. \"127.0.0.1\""
+        ))
+    } else if group.is_ipv6() && v4 {
+        Some(format!(
+            "interface {ifc:?} is an IPv4 address but group {group} is IPv6: an IPv6 group is joined on an interface name or index, e.g. \"lo\" or \"1\""
+        ))
+    } else if group.is_ipv4() && !v4 {
+        Some(format!(
+            "interface {ifc:?} must be a local IPv4 address for an IPv4 group, e.g. \"127.0.0.1\""
+        ))
+    } else if group.is_ipv6() && ifc.is_empty() {
+        Some("interface must be an interface name or index for an IPv6 group".into())
+    } else {
+        None
     }
 }

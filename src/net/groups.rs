@@ -1,6 +1,8 @@
-//! Group membership for `[[multicast]]` (and `netservd listen`): turns the
-//! config's `group`, `interface` and `source` into the join the kernel needs,
-//! and undoes it.
+//! Group membership, for the `[[multicast]]` service and the `send`/`listen`
+//! tools alike: turns a `group`, `interface` and `source` into the join the
+//! kernel needs, and undoes it; [`GroupSocket`] (in `groups/socket.rs`) is a
+//! bound, joined socket that leaves the group when dropped and, on Windows,
+//! filters datagrams by destination.
 //!
 //! - IPv4: the interface is a local address (`IP_ADD_MEMBERSHIP`), or
 //!   `0.0.0.0` to let the kernel pick by route; with `source`,
@@ -11,6 +13,10 @@
 //!   clear error elsewhere.
 //!
 //! [`Membership::leave`] drops exactly what [`Membership::join`] added.
+
+mod socket;
+
+pub use socket::{Datagram, GroupSocket};
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
