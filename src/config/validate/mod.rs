@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::schema::*;
 
+pub(crate) mod faults;
 mod services;
 mod socket;
 
@@ -86,6 +87,7 @@ pub fn validate_all(cfg: &Config) -> (Vec<Issue>, Vec<SeeAlso>) {
     admin(cfg, &mut out);
     names(cfg, &mut out);
     overlaps(cfg, &mut out);
+    faults::all(cfg, &mut out);
     let services = worst_case_services(cfg);
     for (i, s) in cfg.tcp_echo.iter().enumerate() {
         tcp_echo(i, s, &mut out);
