@@ -71,7 +71,7 @@ pub enum Command {
     Bench(client::bench::Args),
     /// Show, set or clear the live faults of a service over the admin endpoint
     /// (`netservd fault echo --latency 50ms`, `--clear`; no flags: show).
-    Fault(client::fault::Args),
+    Fault(Box<client::fault::Args>),
     /// Print a service's traffic journal (`--follow`: keep printing new entries).
     Journal(client::journal::Args),
     /// Print a shell completion script: `netservd completions bash > /etc/bash_completion.d/netservd`.
@@ -150,7 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Send(a) => client::send::run(a).await,
             Command::Listen(a) => client::listen::run(a).await,
             Command::Bench(a) => client::bench::run(a).await,
-            Command::Fault(a) => client::fault::run(a).await,
+            Command::Fault(a) => client::fault::run(*a).await,
             Command::Journal(a) => client::journal::run(a).await,
         }
     });
