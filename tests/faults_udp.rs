@@ -157,7 +157,11 @@ fn latency_100ms_delays_each_reply() {
         u.send_to(&[i], d.addr("udp")).unwrap();
         let n = u.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[i]);
-        assert!(t.elapsed() >= Duration::from_millis(100), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
     }
     d.assert_clean(&[]);
 }
