@@ -157,9 +157,7 @@ impl Conn {
         self.ctx.metrics.active.inc();
         let end = self.echo(&mut stream).await;
         let _entered = (!in_span).then(|| self.span.enter());
-        let m = &self.ctx.metrics;
-        m.active.dec();
-        let (live, fmt) = (&self.live, &self.format);
+        self.ctx.metrics.active.dec();
         let lingering = matches!(
             end,
             Ok(End::Drained
@@ -168,56 +166,7 @@ impl Conn {
                 | End::FrameTimeout { .. }
                 | End::FaultClose)
         );
-        match end {
-            Ok(End::Eof) => debug!("closed by peer"),
-            Ok(End::Drained) => debug!("drained"),
-            Ok(End::Aborted { pending }) => {
-                info!(peer = %Peer::of(&stream), pending_bytes = pending, "deadline passed in the middle of a frame; resetting connection");
-                m.drop_counter("reset_at_deadline").inc();
-                net::reset_on_close(&stream);
-            }
-            // Lines a peer can provoke once per connection go through the service's
-            // flood limiter (crate::flood); the counters still see every one.
-            Ok(End::EofMidFrame { pending }) => {
-                m.drop_counter("eof_mid_frame").inc();
-                self.flood.hit("eof_mid_frame", |suppressed| {
-                    info!(peer = %Peer::of(&stream), pending_bytes = pending, suppressed, "peer closed in the middle of a frame; partial frame not echoed")
-                });
-            }
-            Ok(End::TooLarge(FrameError::TooLarge { declared, max })) => {
-                m.drop_counter("frame_too_large").inc();
-                self.flood.hit("frame_too_large", |suppressed| {
-                    info!(peer = %Peer::of(&stream), declared, max_frame_bytes = max, length_field_bytes = fmt.width, suppressed, "frame too large; closing connection")
-                });
-            }
-            Ok(End::IdleTimeout) => {
-                m.drop_counter("idle_timeout").inc();
-                self.flood.hit("idle_timeout", |suppressed| {
-                    info!(peer = %Peer::of(&stream), idle_timeout = ?live.idle_timeout(), suppressed, "idle timeout; closing connection")
-                });
-            }
-            Ok(End::FrameTimeout { pending }) => {
-                m.drop_counter("frame_timeout").inc();
-                self.flood.hit("frame_timeout", |suppressed| {
-                    info!(peer = %Peer::of(&stream), pending_bytes = pending, frame_timeout = ?live.frame_timeout(), suppressed, "frame not completed in time; closing connection")
-                });
-            }
-            Ok(End::WriteStalled) => {
-                m.drop_counter("write_stalled").inc();
-                self.flood.hit("write_stalled", |suppressed| {
-                    info!(peer = %Peer::of(&stream), idle_timeout = ?live.idle_timeout(), suppressed, "peer stopped reading; closing connection")
-                });
-            }
-            Ok(End::FaultReset) => {
-                debug!(peer = %Peer::of(&stream), "reset_after_frames fault: resetting connection");
-                net::reset_on_close(&stream);
-            }
-            Ok(End::FaultClose) => debug!("close_after_frames fault: closing connection"),
-            Err(e) => {
-                debug!(peer = %Peer::of(&stream), error = %e, "connection error");
-                m.error_counter(io_kind(&e)).inc();
-            }
-        }
+        self.log_end(&stream, end);
         if lingering {
             // Boxed: only closing connections pay for its state.
             Box::pin(linger(&mut stream)).await;
@@ -229,6 +178,62 @@ impl Conn {
             && let Ok(std) = stream.into_std()
         {
             tokio::task::spawn_blocking(move || drop(std));
+        }
+    }
+
+    /// Logs and counts how a connection ended; resets the ones that end in a reset.
+    fn log_end(&self, stream: &TcpStream, end: io::Result<End>) {
+        let m = &self.ctx.metrics;
+        let (live, fmt) = (&self.live, &self.format);
+        match end {
+            Ok(End::Eof) => debug!("closed by peer"),
+            Ok(End::Drained) => debug!("drained"),
+            Ok(End::Aborted { pending }) => {
+                info!(peer = %Peer::of(stream), pending_bytes = pending, "deadline passed in the middle of a frame; resetting connection");
+                m.drop_counter("reset_at_deadline").inc();
+                net::reset_on_close(stream);
+            }
+            // Lines a peer can provoke once per connection go through the service's
+            // flood limiter (crate::flood); the counters still see every one.
+            Ok(End::EofMidFrame { pending }) => {
+                m.drop_counter("eof_mid_frame").inc();
+                self.flood.hit("eof_mid_frame", |suppressed| {
+                    info!(peer = %Peer::of(stream), pending_bytes = pending, suppressed, "peer closed in the middle of a frame; partial frame not echoed")
+                });
+            }
+            Ok(End::TooLarge(FrameError::TooLarge { declared, max })) => {
+                m.drop_counter("frame_too_large").inc();
+                self.flood.hit("frame_too_large", |suppressed| {
+                    info!(peer = %Peer::of(stream), declared, max_frame_bytes = max, length_field_bytes = fmt.width, suppressed, "frame too large; closing connection")
+                });
+            }
+            Ok(End::IdleTimeout) => {
+                m.drop_counter("idle_timeout").inc();
+                self.flood.hit("idle_timeout", |suppressed| {
+                    info!(peer = %Peer::of(stream), idle_timeout = ?live.idle_timeout(), suppressed, "idle timeout; closing connection")
+                });
+            }
+            Ok(End::FrameTimeout { pending }) => {
+                m.drop_counter("frame_timeout").inc();
+                self.flood.hit("frame_timeout", |suppressed| {
+                    info!(peer = %Peer::of(stream), pending_bytes = pending, frame_timeout = ?live.frame_timeout(), suppressed, "frame not completed in time; closing connection")
+                });
+            }
+            Ok(End::WriteStalled) => {
+                m.drop_counter("write_stalled").inc();
+                self.flood.hit("write_stalled", |suppressed| {
+                    info!(peer = %Peer::of(stream), idle_timeout = ?live.idle_timeout(), suppressed, "peer stopped reading; closing connection")
+                });
+            }
+            Ok(End::FaultReset) => {
+                debug!(peer = %Peer::of(stream), "reset_after_frames fault: resetting connection");
+                net::reset_on_close(stream);
+            }
+            Ok(End::FaultClose) => debug!("close_after_frames fault: closing connection"),
+            Err(e) => {
+                debug!(peer = %Peer::of(stream), error = %e, "connection error");
+                m.error_counter(io_kind(&e)).inc();
+            }
         }
     }
 
