@@ -6,13 +6,17 @@
 mod common;
 #[path = "common/control.rs"]
 mod control;
+#[cfg(target_os = "linux")]
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::net::{TcpStream, UdpSocket};
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const CONFIG: &str = r#"
+const ECHOES: &str = r#"
 [daemon]
 watch_config = false
 [admin]
@@ -26,6 +30,11 @@ journal = 4
 name = "udp"
 listen = "127.0.0.1:0"
 journal = 8
+"#;
+
+/// Started only inside a test's own network namespace (Linux).
+#[cfg(target_os = "linux")]
+const ANNOUNCER: &str = r#"
 [[broadcast]]
 name = "announce"
 destination = "127.255.255.255:17979"
@@ -48,7 +57,7 @@ fn seqs(v: &serde_json::Value) -> Vec<u64> {
 
 #[test]
 fn tcp_journal_holds_the_last_n_frames_with_since_and_delete() {
-    let d = Daemon::start(CONFIG);
+    let d = Daemon::start(ECHOES);
     let admin = counters::admin_addr(&d);
     let mut s = TcpStream::connect(d.addr("echo")).unwrap();
     let me = s.local_addr().unwrap().to_string();
@@ -80,7 +89,7 @@ fn tcp_journal_holds_the_last_n_frames_with_since_and_delete() {
 
 #[test]
 fn udp_journal_records_sender_and_bytes() {
-    let d = Daemon::start(CONFIG);
+    let d = Daemon::start(ECHOES);
     let admin = counters::admin_addr(&d);
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     u.set_read_timeout(Some(WAIT)).unwrap();
@@ -98,6 +107,50 @@ fn udp_journal_records_sender_and_bytes() {
     d.assert_clean(&[]);
 }
 
+/// Multicast echo in a namespace: the journal names sender and group, and
+/// `duplicate = 1.0` answers each datagram twice.
+#[cfg(target_os = "linux")]
+#[test]
+fn multicast_journal_names_the_group_and_echo_faults_apply() {
+    netns::enter();
+    let d = Daemon::start(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+[[multicast]]
+name = "group"
+group = "239.255.70.99"
+port = 17099
+interface = "127.0.0.1"
+reply = "echo"
+journal = 4
+[multicast.faults]
+duplicate = 1.0
+"#,
+    );
+    let admin = counters::admin_addr(&d);
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_multicast_loop_v4(true).unwrap();
+    u.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    u.send_to(b"to the group", "239.255.70.99:17099").unwrap();
+    let mut buf = [0u8; 64];
+    let mut replies = 0;
+    while let Ok(n) = u.recv(&mut buf) {
+        assert_eq!(&buf[..n], b"to the group");
+        replies += 1;
+    }
+    assert_eq!(replies, 2, "duplicate = 1.0: two echoes");
+    let j = control::journal(admin, "group", 0);
+    let e = &j["entries"][0];
+    assert_eq!(e["group"], "239.255.70.99", "{j}");
+    assert_eq!(e["peer"], u.local_addr().unwrap().to_string().as_str());
+    assert_eq!(e["text"], "to the group");
+    assert_eq!(control::faults_total(admin, "group", "duplicate"), 1);
+    d.assert_clean(&[]);
+}
+
+#[cfg(target_os = "linux")]
 /// Polls the broadcast journal until it holds `n` entries after `since` (bounded).
 fn wait_entries(admin: std::net::SocketAddr, since: u64, n: usize) -> serde_json::Value {
     let until = Instant::now() + WAIT;
@@ -110,11 +163,12 @@ fn wait_entries(admin: std::net::SocketAddr, since: u64, n: usize) -> serde_json
     }
 }
 
-// Unix: the loopback broadcast address is a Linux/BSD loopback feature.
-#[cfg(unix)]
+// In the test's own network namespace, as every broadcast test (Linux).
+#[cfg(target_os = "linux")]
 #[test]
 fn broadcast_journal_records_announcements_and_pause_stops_them() {
-    let d = Daemon::start(CONFIG);
+    netns::enter();
+    let d = Daemon::start(&format!("{ECHOES}{ANNOUNCER}"));
     let admin = counters::admin_addr(&d);
     let j = wait_entries(admin, 0, 3);
     let e = &j["entries"][0];
