@@ -463,7 +463,7 @@ impl Conn {
                 match faults::tcp::decide(fx, a, f.seen) {
                     faults::tcp::Action::Reset => return Ok(Some(End::FaultReset)),
                     faults::tcp::Action::Stall => {
-                        if let Some(end) = self.stall(f).await {
+                        if let Some(end) = self.stall(f, a).await {
                             return Ok(Some(end));
                         }
                         active = fx.active();
@@ -509,9 +509,16 @@ impl Conn {
 
     /// `stall_after_frames`: read and echo nothing until the faults change
     /// (then the caller decides again) or the connection must end.
-    async fn stall(&self, f: &mut Flow) -> Option<End> {
-        self.ctx.fixture.count("stall_after_frames");
-        let changed = self.ctx.fixture.changed.notified();
+    async fn stall(&self, f: &mut Flow, decided: &Arc<faults::Active>) -> Option<End> {
+        let fx = &self.ctx.fixture;
+        let changed = fx.changed.notified();
+        tokio::pin!(changed);
+        // Registered before we look again, so a change in between is not missed.
+        changed.as_mut().enable();
+        if !fx.active().is_some_and(|now| Arc::ptr_eq(&now, decided)) {
+            return None;
+        }
+        fx.count("stall_after_frames");
         tokio::select! {
             biased;
             _ = self.ctx.abort.cancelled() => Some(End::Aborted { pending: 0 }),
