@@ -417,6 +417,9 @@ impl Registry {
             Some(f) if f.kind == file.kind => f.clone(),
             _ => {
                 let f = Arc::new(Fixture::new(file.name, file.kind));
+                if !file.faults.is_empty() {
+                    info!(service = %file.name, faults = %file.faults.to_json(), "faults on, from the config file (a test fixture)");
+                }
                 f.set(file.faults);
                 f.set_journal(file.journal);
                 map.insert(file.name.to_string(), f.clone());
