@@ -217,3 +217,51 @@ fn bad_fault_key_in_the_file_is_a_placed_config_error() {
     assert_eq!(code, 2);
     assert!(err.contains("set reply = \"echo\""), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn journal_follow_prints_new_entries_and_exits_1_when_the_admin_goes_away() {
+    use std::io::BufRead;
+    let mut d = Daemon::start(&config(""));
+    let admin = counters::admin_addr(&d).to_string();
+    let mut follow = std::process::Command::new(bin())
+        .args([
+            "journal",
+            "echo",
+            "--follow",
+            "--interval",
+            "50ms",
+            "--admin",
+            &admin,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tcp_round_trip(d.addr("echo"), b"followed");
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a journal line").unwrap();
+    assert!(first.contains("followed"), "{first}");
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(WAIT).is_some_and(|s| s.success()));
+    let end = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = follow.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < end,
+            "journal --follow still running after the daemon exited"
+        );
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    follow
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("connect to the admin endpoint"), "{err}");
+}

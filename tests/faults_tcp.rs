@@ -56,6 +56,7 @@ fn latency_50ms_delays_every_echo_and_keeps_order() {
         assert_eq!(read_frame(&mut s, 8), f);
         let rtt = t.elapsed();
         assert!(rtt >= Duration::from_millis(50), "frame {i}: rtt {rtt:?}");
+        eprintln!("latency 50ms: frame {i} rtt {rtt:?}");
     }
     // Pipelined: 5 frames in one write come back in order, each delayed.
     let frames: Vec<Vec<u8>> = (0..5u8).map(|i| frame(4, true, &[b'a' + i; 3])).collect();
@@ -131,6 +132,7 @@ slice_delay = "30ms""#,
     // means this client thread slept through one gap (a loaded host): allow one.
     let multi = reads.iter().filter(|&&n| n > 1).count();
     assert!(multi <= 1 && reads.len() >= f.len() - 1, "reads {reads:?}");
+    eprintln!("slice_bytes 1: {}-byte frame in reads {reads:?}", f.len());
     d.assert_clean(&[]);
 }
 
@@ -203,5 +205,6 @@ fn bandwidth_2000_bytes_per_s_takes_at_least_bytes_over_rate() {
     let took = t.elapsed();
     // 1000 bytes at 2000 B/s: 500 ms at least.
     assert!(took >= Duration::from_millis(500), "{took:?}");
+    eprintln!("bandwidth 2000 B/s: 1000-byte frame echoed in {took:?}");
     d.assert_clean(&[]);
 }
