@@ -1,7 +1,7 @@
 //! broadcast faults, asked by the announcer before each announcement and
 //! each sleep: `pause` (nothing is sent while it is set), `loss` (this
 //! announcement is skipped; its `{seq}` is used up, so receivers see the
-//! gap) and `jitter_extra` (a random `0..=jitter_extra` added to the interval).
+//! gap; a pause uses none) and `jitter_extra` (a random `0..=jitter_extra` added to the interval).
 
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ fn with<T>(fx: &Fixture, f: impl FnOnce(&BroadcastFaults, &super::Rng) -> T) -> 
     }
 }
 
-/// Should the announcement due now be left out? Counted as `pause` or `loss`.
-pub fn skip(fx: &Fixture) -> bool {
+/// Should the announcement due now be left out, and why (`pause` or `loss`)? Counted.
+pub fn skip(fx: &Fixture) -> Option<&'static str> {
     let hit = with(fx, |b, rng| {
         if b.pause == Some(true) {
             Some("pause")
@@ -30,7 +30,7 @@ pub fn skip(fx: &Fixture) -> bool {
     if let Some(fault) = hit {
         fx.count(fault);
     }
-    hit.is_some()
+    hit
 }
 
 /// Extra delay before the next announcement (`jitter_extra`). Counted.

@@ -267,6 +267,8 @@ pub struct Fixture {
     pub journal: Journal,
     /// Wakes connections stalled by `stall_after_frames` when faults change.
     pub changed: tokio::sync::Notify,
+    /// UDP replies waiting out a `latency` (bounded by `udp::MAX_DELAYED`).
+    pub delayed: std::sync::atomic::AtomicUsize,
     /// `netservd_faults_total` by fault name, created on first use.
     counters: Mutex<HashMap<&'static str, Counter>>,
     metrics: Mutex<Option<ServiceMetrics>>,
@@ -281,6 +283,7 @@ impl Fixture {
             active: RwLock::new(None),
             journal: Journal::new(0),
             changed: tokio::sync::Notify::new(),
+            delayed: std::sync::atomic::AtomicUsize::new(0),
             counters: Mutex::new(HashMap::new()),
             metrics: Mutex::new(None),
         }

@@ -8,12 +8,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
 use super::{Active, Faults, Fixture, UdpFaults, flip_one};
 use crate::metrics::ServiceMetrics;
+
+/// Delayed replies in flight per service, at most.
+pub const MAX_DELAYED: usize = 65_536;
 
 /// Something that owns the service's UDP socket (the socket itself, or a
 /// multicast membership that leaves its group on drop), so a delayed reply
@@ -41,7 +45,7 @@ fn of(a: &Active) -> Option<&UdpFaults> {
 
 /// Sends the reply `data` to `src` through the faults in force.
 pub fn reply<S: Socket>(
-    fx: &Fixture,
+    fx: &Arc<Fixture>,
     held: &mut Held,
     sock: &Arc<S>,
     src: SocketAddr,
@@ -103,12 +107,20 @@ pub fn reply<S: Socket>(
         }
         return;
     }
-    let (sock, m) = (sock.clone(), m.clone());
+    // Each delayed reply is a timer task: bounded, so a flood with a long
+    // latency cannot grow memory without limit (over it, replies are dropped).
+    if fx.delayed.fetch_add(1, Ordering::Relaxed) >= MAX_DELAYED {
+        fx.delayed.fetch_sub(1, Ordering::Relaxed);
+        fx.count("latency_overflow");
+        return;
+    }
+    let (sock, m, fx) = (sock.clone(), m.clone(), fx.clone());
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         for (to, d) in &batch {
             send_now(sock.udp(), *to, d, &m);
         }
+        fx.delayed.fetch_sub(1, Ordering::Relaxed);
     });
 }
 

@@ -154,10 +154,16 @@ impl Bound {
         loop {
             // Faults (issue 16): `pause` and `loss` skip this one, `jitter_extra` stretches the wait.
             let faulty = ctx.fixture.flags() & faults::FAULTS != 0;
-            if !(faulty && faults::broadcast::skip(&ctx.fixture)) {
-                sender.send(&payload).await;
-            } else {
-                self.shared.seq.fetch_add(1, Ordering::Relaxed);
+            match faulty
+                .then(|| faults::broadcast::skip(&ctx.fixture))
+                .flatten()
+            {
+                None => sender.send(&payload).await,
+                // A lost announcement uses up its {seq}, so receivers see the gap.
+                Some("loss") => {
+                    self.shared.seq.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(_) => {}
             }
             let mut delay = jittered(cfg.interval, cfg.jitter);
             if faulty {

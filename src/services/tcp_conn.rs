@@ -471,7 +471,11 @@ impl Conn {
                     }
                     faults::tcp::Action::Echo { delay } => {
                         if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
+                            tokio::select! {
+                                biased;
+                                _ = self.ctx.abort.cancelled() => return Ok(Some(End::Aborted { pending: frame.len() })),
+                                _ = tokio::time::sleep(delay) => {}
+                            }
                         }
                         faults::tcp::maybe_corrupt(fx, a, format, frame);
                         break;
