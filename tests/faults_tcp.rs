@@ -7,29 +7,16 @@ mod common;
 mod control;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 /// A daemon whose tcp_echo "echo" has `faults` (TOML lines of its faults table).
-fn start(faults: &str) -> (Daemon, std::net::SocketAddr) {
-    let d = Daemon::start(&format!(
-        r#"
-[daemon]
-watch_config = false
-[admin]
-listen = "127.0.0.1:0"
-control = true
-[[tcp_echo]]
-name = "echo"
-listen = "127.0.0.1:0"
-[tcp_echo.faults]
-{faults}
-"#
-    ));
-    let admin = counters::admin_addr(&d);
-    (d, admin)
+fn start(faults: &str) -> (Daemon, SocketAddr) {
+    control::start(&format!(
+        "[[tcp_echo]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\n[tcp_echo.faults]\n{faults}\n"
+    ))
 }
 
 fn connect(d: &Daemon) -> TcpStream {

@@ -13,22 +13,9 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn start(faults: &str) -> (Daemon, SocketAddr) {
-    let d = Daemon::start(&format!(
-        r#"
-[daemon]
-watch_config = false
-[admin]
-listen = "127.0.0.1:0"
-control = true
-[[udp_echo]]
-name = "udp"
-listen = "127.0.0.1:0"
-[udp_echo.faults]
-{faults}
-"#
-    ));
-    let admin = counters::admin_addr(&d);
-    (d, admin)
+    control::start(&format!(
+        "[[udp_echo]]\nname = \"udp\"\nlisten = \"127.0.0.1:0\"\n[udp_echo.faults]\n{faults}\n"
+    ))
 }
 
 fn client() -> UdpSocket {

@@ -342,6 +342,23 @@ impl Fixture {
         self.flags.store(f, Ordering::Relaxed);
     }
 
+    /// `latency` +- `jitter` (zero when neither is set), counted as `latency`
+    /// when a latency is set.
+    pub fn delay(
+        &self,
+        a: &Active,
+        latency: Option<Duration>,
+        jitter: Option<Duration>,
+    ) -> Duration {
+        if latency.is_some() {
+            self.count("latency");
+        }
+        if latency.is_none() && jitter.is_none() {
+            return Duration::ZERO;
+        }
+        a.rng.jittered(latency.unwrap_or(Duration::ZERO), jitter)
+    }
+
     /// Counts one injected `fault` (`netservd_faults_total{service,fault}`).
     pub fn count(&self, fault: &'static str) {
         let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());

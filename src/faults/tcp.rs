@@ -56,15 +56,9 @@ pub fn decide(fx: &Fixture, a: &Active, seen: u64) -> Action {
     if t.stall_after_frames.is_some_and(|n| seen >= n) {
         return Action::Stall;
     }
-    let delay = match t.latency {
-        Some(l) => {
-            fx.count("latency");
-            a.rng.jittered(l, t.jitter)
-        }
-        None if t.jitter.is_some() => a.rng.jittered(Duration::ZERO, t.jitter),
-        None => Duration::ZERO,
-    };
-    Action::Echo { delay }
+    Action::Echo {
+        delay: fx.delay(a, t.latency, t.jitter),
+    }
 }
 
 /// `corrupt`: maybe flips one payload byte of `frame` (never its length field).

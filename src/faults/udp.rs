@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
@@ -93,14 +92,7 @@ pub fn reply<S: Socket>(
     if let Some(h) = held.0.take() {
         batch.push(h);
     }
-    let delay = match u.latency {
-        Some(l) => {
-            fx.count("latency");
-            a.rng.jittered(l, u.jitter)
-        }
-        None if u.jitter.is_some() => a.rng.jittered(Duration::ZERO, u.jitter),
-        None => Duration::ZERO,
-    };
+    let delay = fx.delay(&a, u.latency, u.jitter);
     if delay.is_zero() {
         for (to, d) in &batch {
             send_now(sock.udp(), *to, d, m);

@@ -6,7 +6,17 @@
 
 use std::net::SocketAddr;
 
-use super::WAIT;
+use super::{Daemon, WAIT, counters};
+
+/// A daemon with `[admin] control = true` and `service` (TOML: one service
+/// table and its faults table); returns it with its admin address.
+pub fn start(service: &str) -> (Daemon, SocketAddr) {
+    let d = Daemon::start(&format!(
+        "[daemon]\nwatch_config = false\n[admin]\nlisten = \"127.0.0.1:0\"\ncontrol = true\n{service}"
+    ));
+    let admin = counters::admin_addr(&d);
+    (d, admin)
+}
 
 /// `METHOD PATH` with an optional JSON body and bearer token; any status is returned.
 pub fn call(
