@@ -138,6 +138,10 @@ fn bad_bodies_are_400s_naming_the_key() {
     let (status, body) = control::call(admin, "PUT", path, Some(r#"{"latency": "fast"}"#), None);
     assert_eq!(status, 400);
     assert!(body.contains("invalid duration"), "{body}");
+    // Bodies are bounded by [admin] max_body_bytes (4096 by default).
+    let big = format!(r#"{{"latency": "1ms", "seed": 1{}}}"#, " ".repeat(5000));
+    let (status, body) = control::call(admin, "PUT", path, Some(&big), None);
+    assert_eq!(status, 413, "{body}");
     d.assert_clean(&[]);
 }
 
