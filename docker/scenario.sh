@@ -12,6 +12,10 @@
 #   - a datagram to the multicast group, echoed back by the listener;
 #   - GET /healthz and /metrics on the admin endpoint, over the network (bash
 #     /dev/tcp); the counters must show this scenario's own traffic;
+#   - faults, live: `netservd fault echo --latency 300ms` over the admin API
+#     makes the next TCP echo take >= 300 ms, the echo's journal holds the
+#     message sent, netservd_faults_total{fault="latency"} counts it, and
+#     `--clear` restores the plain echo (needs [admin] control = true);
 #   - reload: config.toml is replaced (write + rename, as editors and
 #     ConfigMaps do) by one with an extra listener, which must serve within
 #     2 s; then a broken edit, which must be rejected (reloads_total{result=
@@ -176,6 +180,37 @@ elif [ -n "$bad" ]; then
 else
     pass "GET http://$ADMIN/metrics counts this scenario's traffic (echo in $(metric "$metrics" netservd_messages_in_total 'service="echo"') frames)"
 fi
+
+# --- faults set live over the admin API, and the journal ----------------------
+fault_step() {
+    local out msg slow fast clear journal lat
+    msg="fault-step-$$"
+    if ! out=$("$NETSERVD" fault echo --latency 300ms --admin "$ADMIN" 2>&1); then
+        fail "fault: set latency 300ms on echo" "$out"
+        return
+    fi
+    # A client that waits 200 ms for its echo must time out now ...
+    slow=$("$NETSERVD" send "tcp://$DAEMON:7007" "$msg-slow" --expect-reply --wait 200ms 2>&1) && slow="ok:$slow"
+    clear=$("$NETSERVD" fault echo --clear --admin "$ADMIN" 2>&1)
+    # ... and get it again once the fault is cleared.
+    fast=$("$NETSERVD" send "tcp://$DAEMON:7007" "$msg-fast" --expect-reply --wait 1s 2>&1) || fast="failed:$fast"
+    journal=$("$NETSERVD" journal echo --admin "$ADMIN" 2>&1)
+    lat=$(metric "$(http_get /metrics)" netservd_faults_total 'service="echo",fault="latency"')
+    if [[ $slow == ok:* ]]; then
+        fail "fault: latency 300ms makes a 200 ms client time out" "it got its echo: $slow"
+    elif [ "$clear" != "{}" ]; then
+        fail "fault: --clear" "$clear"
+    elif [[ $fast == failed:* || $fast != *"$msg-fast"* ]]; then
+        fail "fault: echo after --clear" "$fast"
+    elif [[ $journal != *"$msg-slow"* || $journal != *"$msg-fast"* ]]; then
+        fail "fault: journal holds both messages" "$(printf '%s' "$journal" | tail -n 3)"
+    elif ! awk -v g="$lat" 'BEGIN { exit !(g >= 1) }'; then
+        fail "fault: netservd_faults_total counts it" "latency counter $lat"
+    else
+        pass "fault: latency 300ms set live timed a 200 ms client out; cleared, echo back; journaled; counted ($lat)"
+    fi
+}
+fault_step
 
 # --- reload through the config directory --------------------------------------
 if [ -z "${CONFIG_DIR:-}" ] || ! good=$(cat "$CONFIG_DIR/config.toml" 2>&1); then

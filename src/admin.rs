@@ -9,6 +9,9 @@
 //!   404 where the binary has no jemalloc (not Linux).
 //! - `POST /reload`: the same as SIGHUP (the daemon signals itself), for
 //!   `netservd reload` when the config sets no `pid_file`.
+//! - `GET/PUT/DELETE /services/NAME/faults`, `GET/DELETE /services/NAME/journal?since=SEQ`:
+//!   live faults and the traffic journal (issue 16, [`crate::admin_faults`]);
+//!   the writes need `[admin] control = true`.
 //!
 //! Data flow: the supervisor rewrites [`State`] on start and reload and the
 //! services bump [`Metrics`]; handlers only read both. Connections come
@@ -49,11 +52,15 @@ pub struct Admin {
 }
 
 /// What every handler reads.
-struct Shared {
+pub(crate) struct Shared {
     state: State,
     metrics: Arc<Metrics>,
     /// Set once shutdown starts, so `/healthz` takes the instance out of rotation while it drains.
     draining: AtomicBool,
+    /// Live faults and journals by service name.
+    pub(crate) fixtures: crate::faults::Registry,
+    /// `[admin] control`: the fault and journal write endpoints are allowed.
+    pub(crate) control: bool,
 }
 
 impl Admin {
@@ -79,7 +86,12 @@ impl Drop for Admin {
 pub const METRICS_NAME: &str = "[admin]";
 
 /// Binds `cfg.listen` and serves until the returned [`Admin`] is dropped.
-pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Result<Admin> {
+pub async fn start(
+    cfg: &AdminConfig,
+    state: State,
+    metrics: Arc<Metrics>,
+    fixtures: crate::faults::Registry,
+) -> Result<Admin> {
     let token = match &cfg.token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
@@ -98,6 +110,8 @@ pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Re
         state,
         metrics,
         draining: AtomicBool::new(false),
+        fixtures,
+        control: cfg.control,
     });
     let guard = Arc::new(Guard {
         token,
@@ -112,6 +126,7 @@ pub async fn start(cfg: &AdminConfig, state: State, metrics: Arc<Metrics>) -> Re
         .route("/services", get(services))
         .route("/debug/allocator", get(allocator))
         .route("/reload", post(reload))
+        .merge(crate::admin_faults::routes())
         .with_state(shared.clone())
         .layer(axum::middleware::from_fn_with_state(guard, check_request));
     let stop = CancellationToken::new();

@@ -69,6 +69,11 @@ pub enum Command {
     Listen(client::listen::Args),
     /// Load generator: framed TCP or UDP echo, with throughput and latency percentiles.
     Bench(client::bench::Args),
+    /// Show, set or clear the live faults of a service over the admin endpoint
+    /// (`netservd fault echo --latency 50ms`, `--clear`; no flags: show).
+    Fault(Box<client::fault::Args>),
+    /// Print a service's traffic journal (`--follow`: keep printing new entries).
+    Journal(client::journal::Args),
     /// Print a shell completion script: `netservd completions bash > /etc/bash_completion.d/netservd`.
     Completions {
         #[arg(value_enum)]
@@ -145,6 +150,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Send(a) => client::send::run(a).await,
             Command::Listen(a) => client::listen::run(a).await,
             Command::Bench(a) => client::bench::run(a).await,
+            Command::Fault(a) => client::fault::run(*a).await,
+            Command::Journal(a) => client::journal::run(a).await,
         }
     });
     // Connections still draining in blocking threads (lingering closes) must not hold the exit.

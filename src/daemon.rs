@@ -150,6 +150,8 @@ pub struct Supervisor {
     pub(crate) drain_all: CancellationToken,
     /// Parent of every service's `abort` token: cancelled at the shutdown deadline.
     pub(crate) abort_all: CancellationToken,
+    /// Live faults and journals by service name (issue 16), shared with the admin endpoint.
+    pub(crate) fixtures: crate::faults::Registry,
 }
 
 impl Supervisor {
@@ -173,6 +175,7 @@ impl Supervisor {
             retiring: TaskTracker::new(),
             drain_all: CancellationToken::new(),
             abort_all: CancellationToken::new(),
+            fixtures: crate::faults::Registry::default(),
         };
         for (spec, b) in bound {
             let r = sup.launch(spec, b, None);
@@ -193,12 +196,16 @@ impl Supervisor {
             },
             None => {
                 let abort = self.abort_all.child_token();
+                let metrics = self.metrics.service(spec.name());
                 ServiceCtx {
                     stop: Stop::default(),
                     drain: abort.child_token(),
                     abort,
                     tracker: TaskTracker::new(),
-                    metrics: self.metrics.service(spec.name()),
+                    fixture: self
+                        .fixtures
+                        .attach(crate::faults::file_settings(&spec), &metrics),
+                    metrics,
                     directory: self.directory.clone(),
                 }
             }
@@ -259,6 +266,13 @@ impl Supervisor {
             })
             .collect();
         *state = infos;
+        // Start and every reload end here: live faults go back to the file's values.
+        self.fixtures.sync(
+            self.services
+                .iter()
+                .map(|r| crate::faults::file_settings(&r.spec))
+                .collect(),
+        );
     }
 
     pub fn state(&self) -> State {
@@ -386,7 +400,9 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
         _ => None,
     };
     let admin = match &cfg.admin {
-        Some(a) => Some(crate::admin::start(a, sup.state(), metrics.clone()).await?),
+        Some(a) => {
+            Some(crate::admin::start(a, sup.state(), metrics.clone(), sup.fixtures.clone()).await?)
+        }
         None => None,
     };
     info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = %source, "ready");

@@ -28,6 +28,7 @@
 
 pub mod acl;
 pub mod admin;
+pub(crate) mod admin_faults;
 mod admin_serve;
 pub mod alloc_stats;
 pub mod check;
@@ -35,9 +36,11 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod faults;
 pub mod flood;
 pub mod frame;
 pub mod hostcheck;
+pub mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -22,6 +22,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// `netservd_faults_total{service,fault}`: one injected fault (issue 16).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabel {
+    pub service: String,
+    pub fault: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
@@ -38,6 +45,7 @@ pub struct Metrics {
     bytes_out: Family<ServiceLabel, Counter>,
     drops: Family<ReasonLabel, Counter>,
     errors: Family<ReasonLabel, Counter>,
+    faults: Family<FaultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
 }
 
@@ -60,6 +68,7 @@ impl Metrics {
             bytes_out: Family::default(),
             drops: Family::default(),
             errors: Family::default(),
+            faults: Family::default(),
             reloads: Family::default(),
         };
         registry.register(
@@ -94,6 +103,11 @@ impl Metrics {
             m.drops.clone(),
         );
         registry.register("errors", "I/O errors, by kind", m.errors.clone());
+        registry.register(
+            "faults",
+            "Faults injected by [*.faults] or PUT /services/NAME/faults, by fault",
+            m.faults.clone(),
+        );
         registry.register("reloads", "Config reloads, by result", m.reloads.clone());
         Metrics { registry, ..m }
     }
@@ -172,6 +186,17 @@ impl ServiceMetrics {
             .get_or_create(&ReasonLabel {
                 service: self.name.clone(),
                 reason: kind.into(),
+            })
+            .clone()
+    }
+
+    /// The counter of injected `fault`s of this service (`faults.rs`).
+    pub fn fault_counter(&self, fault: &str) -> Counter {
+        self.all
+            .faults
+            .get_or_create(&FaultLabel {
+                service: self.name.clone(),
+                fault: fault.into(),
             })
             .clone()
     }

@@ -193,6 +193,7 @@ fn healthz_names_failed_services() {
             &cfg,
             state,
             Arc::new(netservd::metrics::Metrics::new()),
+            netservd::faults::Registry::default(),
         ))
         .unwrap();
     let addr = admin.local_addr();

@@ -46,7 +46,7 @@ group = "239.1.2.3"
 port = 99999
 "#;
     let want = r#"FILE:2:20: [daemon]: `shutdown_timeout` must be a duration in quotes with a unit, e.g. "250ms" or "5s"; found 5
-FILE:6:1: tcp_echo "echo": unknown field `max_conections`, expected one of `name`, `listen`, `length_field_bytes`, `byte_order`, `max_frame_bytes`, `max_connections`, `idle_timeout`, `frame_timeout`, `max_connections_per_source`, `max_connections_per_second_per_source`, `source_prefix_v6`, `allow`, `deny`, `socket`; did you mean `max_connections`?
+FILE:6:1: tcp_echo "echo": unknown field `max_conections`, expected one of `name`, `listen`, `length_field_bytes`, `byte_order`, `max_frame_bytes`, `max_connections`, `idle_timeout`, `frame_timeout`, `max_connections_per_source`, `max_connections_per_second_per_source`, `source_prefix_v6`, `allow`, `deny`, `faults`, `journal`, `socket`; did you mean `max_connections`?
 FILE:7:22: tcp_echo "echo": `length_field_bytes` must be 1, 2, 4 or 8, without quotes; found "4"
 FILE:8:19: tcp_echo "echo": `max_connections` must be a whole number from 1 to 4294967295, without quotes; found -1
 FILE:9:14: tcp_echo "echo": `byte_order` must be `big` or `little`; found "bigg"; did you mean `big`?

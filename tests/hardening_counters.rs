@@ -30,6 +30,7 @@ fn start(toml: &str, metrics: &Arc<Metrics>) -> (Vec<SocketAddr>, CancellationTo
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
             metrics: metrics.service(spec.name()),
+            fixture: Arc::new(netservd::faults::Fixture::new(spec.name(), spec.kind())),
             directory: Arc::new(RwLock::new(String::new())),
         };
         tokio::spawn(bound.run(ctx));

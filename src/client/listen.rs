@@ -68,6 +68,8 @@ async fn listen(a: &Args) -> Result<i32> {
             compat: Default::default(),
             allow: Vec::new(),
             deny: Vec::new(),
+            faults: None,
+            journal: 0,
             socket: SocketOptions::default(),
         };
         Heard::Group(GroupSocket::open(&cfg)?)

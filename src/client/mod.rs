@@ -7,6 +7,8 @@ mod bench_msg;
 mod bench_report;
 mod bench_tcp;
 mod bench_udp;
+pub mod fault;
+pub mod journal;
 pub mod listen;
 pub mod probe;
 pub mod reload;

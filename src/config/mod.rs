@@ -9,7 +9,7 @@
 //! in plain words (`words.rs`), with the other service's line:col where a
 //! rule is about two of them.
 
-mod de;
+pub(crate) mod de;
 mod effective;
 mod schema;
 pub mod validate;
@@ -30,6 +30,7 @@ pub use de::{Keepalive, KeepaliveParams, parse_socket_addr};
 pub use effective::effective;
 pub use schema::*;
 pub use validate::MAX_FRAME_LIMIT;
+pub use validate::faults::problems as fault_problems;
 
 use crate::services::{Kind, KindVisitor, SECTIONS, Spec, for_each_kind};
 

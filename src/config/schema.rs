@@ -83,6 +83,10 @@ pub struct AdminConfig {
     /// `Authorization: Bearer <token>` (401 otherwise). Default: no token.
     #[serde(default)]
     pub token_file: Option<std::path::PathBuf>,
+    /// Allow the write endpoints of faults and journal (`PUT`/`DELETE
+    /// /services/NAME/faults`, `DELETE /services/NAME/journal`); 403 otherwise. Default false.
+    #[serde(default)]
+    pub control: bool,
 }
 
 impl AdminConfig {
@@ -95,6 +99,7 @@ impl AdminConfig {
             max_connections: default_admin_max_connections(),
             max_body_bytes: default_admin_max_body_bytes(),
             token_file: None,
+            control: false,
         }
     }
 }
@@ -156,6 +161,13 @@ pub struct TcpEchoConfig {
     #[serde(default)]
     pub deny: Vec<Cidr>,
     /// Socket options applied before bind/listen.
+    /// Faults injected for tests (`faults.rs`); absent = none. See README "Testing your client against faults".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::faults::TcpFaults>,
+    /// Recent messages kept for `GET /services/NAME/journal`; 0 = off (the default, so
+    /// a service pays nothing for it), at most 65536.
+    #[serde(default)]
+    pub journal: usize,
     #[serde(default)]
     pub socket: SocketOptions,
 }
@@ -186,6 +198,13 @@ pub struct UdpEchoConfig {
     /// Sources refused (CIDR blocks); wins over `allow`.
     #[serde(default)]
     pub deny: Vec<Cidr>,
+    /// Faults injected for tests (`faults.rs`); absent = none. See README "Testing your client against faults".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::faults::UdpFaults>,
+    /// Recent messages kept for `GET /services/NAME/journal`; 0 = off (the default, so
+    /// a service pays nothing for it), at most 65536.
+    #[serde(default)]
+    pub journal: usize,
     #[serde(default)]
     pub socket: SocketOptions,
 }
@@ -238,6 +257,13 @@ pub struct BroadcastConfig {
     /// Template sent once on shutdown or removal; empty = none.
     #[serde(default = "default_goodbye")]
     pub goodbye: String,
+    /// Faults injected for tests (`faults.rs`); absent = none. See README "Testing your client against faults".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::faults::BroadcastFaults>,
+    /// Recent messages kept for `GET /services/NAME/journal`; 0 = off (the default, so
+    /// a service pays nothing for it), at most 65536.
+    #[serde(default)]
+    pub journal: usize,
     #[serde(default)]
     pub socket: SocketOptions,
 }
@@ -267,6 +293,13 @@ pub struct MulticastConfig {
     /// Sources refused (CIDR blocks); wins over `allow`.
     #[serde(default)]
     pub deny: Vec<Cidr>,
+    /// Faults injected for tests (`faults.rs`); absent = none. See README "Testing your client against faults".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::faults::UdpFaults>,
+    /// Recent messages kept for `GET /services/NAME/journal`; 0 = off (the default, so
+    /// a service pays nothing for it), at most 65536.
+    #[serde(default)]
+    pub journal: usize,
     #[serde(default)]
     pub socket: SocketOptions,
 }

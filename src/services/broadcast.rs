@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::{ServiceCtx, StopReason};
 use crate::config::BroadcastConfig;
+use crate::faults;
 use crate::logging::RateLimited;
 use crate::net::{self, Role};
 use crate::template::{MAX_PAYLOAD_BYTES, Template, Vars};
@@ -151,8 +152,23 @@ impl Bound {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         loop {
-            sender.send(&payload).await;
-            let delay = jittered(cfg.interval, cfg.jitter);
+            // Faults (issue 16): `pause` and `loss` skip this one, `jitter_extra` stretches the wait.
+            let faulty = ctx.fixture.flags() & faults::FAULTS != 0;
+            match faulty
+                .then(|| faults::broadcast::skip(&ctx.fixture))
+                .flatten()
+            {
+                None => sender.send(&payload).await,
+                // A lost announcement uses up its {seq}, so receivers see the gap.
+                Some("loss") => {
+                    self.shared.seq.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(_) => {}
+            }
+            let mut delay = jittered(cfg.interval, cfg.jitter);
+            if faulty {
+                delay += faults::broadcast::extra_delay(&ctx.fixture);
+            }
             tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
@@ -232,6 +248,17 @@ impl Sender<'_> {
         {
             Ok(n) => {
                 self.b.shared.seq.fetch_add(1, Ordering::Relaxed);
+                if self.ctx.fixture.flags() & faults::JOURNAL != 0 {
+                    let group = cfg
+                        .destination
+                        .ip()
+                        .is_multicast()
+                        .then(|| cfg.destination.ip().to_string());
+                    self.ctx
+                        .fixture
+                        .journal
+                        .record("out", cfg.destination, group, text.as_bytes());
+                }
                 m.msgs_out.inc();
                 m.bytes_out.inc_by(n as u64);
                 debug!(seq, bytes = n, "announced");

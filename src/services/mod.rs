@@ -119,6 +119,8 @@ pub struct ServiceCtx {
     /// Connection tasks, so the supervisor can wait for them to drain.
     pub tracker: TaskTracker,
     pub metrics: ServiceMetrics,
+    /// Live faults and journal of this service (`crate::faults`); kept across a handover.
+    pub fixture: Arc<crate::faults::Fixture>,
     /// `name=proto://addr` of every running service, for announcements.
     pub directory: Directory,
 }

@@ -38,6 +38,7 @@ use super::ServiceCtx;
 use super::udp_guard::{Guard, Verdict};
 use crate::acl;
 use crate::config::{Compat, DEFAULT_BLOCKED_SOURCE_PORTS, MulticastConfig, Reply};
+use crate::faults;
 use crate::logging::RateLimited;
 use crate::net::groups::{Datagram, GroupSocket, Membership};
 use crate::net::{self, Applied, Role};
@@ -53,6 +54,13 @@ pub struct Bound {
     /// The socket's kernel drops already counted (Linux), handed over with it.
     #[cfg(target_os = "linux")]
     drops_seen: super::kernel_drops::Seen,
+}
+
+/// Delayed fault replies keep the membership (and so the socket) alive.
+impl faults::udp::Socket for GroupSocket {
+    fn udp(&self) -> &UdpSocket {
+        self.socket()
+    }
 }
 
 pub fn bind(cfg: &MulticastConfig) -> Result<Bound> {
@@ -183,6 +191,7 @@ impl Bound {
         let mut error_log = RateLimited::new(Duration::from_secs(5));
         // Room for the largest UDP payload of either family (IPv6: 65527), so nothing is truncated.
         let mut buf = vec![0u8; 65536];
+        let mut held = faults::udp::Held::default();
         loop {
             let received = tokio::select! {
                 biased;
@@ -218,12 +227,21 @@ impl Bound {
                 info!(sender = %src, bytes = n, suppressed, "new sender");
             }
             debug!(sender = %src, bytes = n, datagrams = entry.0, "datagram");
+            let fixture = ctx.fixture.flags();
+            if fixture & faults::JOURNAL != 0 {
+                let group = Some(cfg.group.to_string());
+                ctx.fixture.journal.record("in", src, group, &buf[..n]);
+            }
             if cfg.reply != Reply::Echo || guard.check(src) != Verdict::Reply {
                 continue;
             }
             let reply = &mut buf[..n];
             if cfg.compat == Compat::Sockperf {
                 super::udp_echo::sockperf_reply(reply);
+            }
+            if fixture & faults::FAULTS != 0 {
+                faults::udp::reply(&ctx.fixture, &mut held, &self.joined, src, reply, m);
+                continue;
             }
             match socket.try_send_to(reply, src) {
                 Ok(_) => {

@@ -45,6 +45,7 @@ use tracing::{Span, debug, info};
 use super::ServiceCtx;
 use super::tcp_live::{Live, Pool};
 use crate::config::TcpEchoConfig;
+use crate::faults;
 use crate::flood::Flood;
 use crate::frame::{FrameError, FrameFormat};
 use crate::net;
@@ -100,6 +101,41 @@ enum End {
         pending: usize,
     },
     WriteStalled,
+    /// `reset_after_frames` (or `refuse`): reset on purpose.
+    FaultReset,
+    /// `close_after_frames`: FIN on purpose, after the echoes.
+    FaultClose,
+}
+
+/// The loop state of [`Conn::echo`] that its steps share.
+struct Flow {
+    /// Finishing: take what arrived, then close at a frame boundary.
+    draining: bool,
+    /// The deadline passed: take what already arrived, then close (or reset mid-frame).
+    deadline: bool,
+    /// One timer, reset lazily: activity only records a time; when the
+    /// timer fires we check whether a deadline really passed.
+    last_activity: Instant,
+    frame_started: Option<Instant>,
+    /// The last read returned data, so the socket may hold more: try it
+    /// before building the select (whose cancellation waiters take a lock each).
+    maybe_more: bool,
+    /// Reads and bytes taken on that fast path since this connection last yielded.
+    turn_reads: u32,
+    turn_bytes: u32,
+    /// Frames echoed on the faults path (`close_after_frames` and the like count these).
+    seen: u64,
+}
+
+/// What the wait step of [`Conn::echo`] found.
+enum Step {
+    /// Try a read.
+    Read,
+    /// Look at the state again (a flag changed, the timer was re-armed).
+    Again,
+    End(End),
+    /// Past the deadline with nothing more to take.
+    AtDeadline,
 }
 
 impl Conn {
@@ -112,61 +148,25 @@ impl Conn {
     /// few on purpose, and the peer's address is asked of the socket when logged.
     pub async fn serve(self: Arc<Self>, mut stream: TcpStream, in_span: bool) {
         let _slot = Slot(&self.pool);
+        if self.ctx.fixture.flags() & crate::faults::FAULTS != 0
+            && faults::tcp::refuse(&self.ctx.fixture)
+        {
+            net::reset_on_close(&stream);
+            return;
+        }
         self.ctx.metrics.active.inc();
         let end = self.echo(&mut stream).await;
         let _entered = (!in_span).then(|| self.span.enter());
-        let m = &self.ctx.metrics;
-        m.active.dec();
-        let (live, fmt) = (&self.live, &self.format);
+        self.ctx.metrics.active.dec();
         let lingering = matches!(
             end,
-            Ok(End::Drained | End::TooLarge(_) | End::IdleTimeout | End::FrameTimeout { .. })
+            Ok(End::Drained
+                | End::TooLarge(_)
+                | End::IdleTimeout
+                | End::FrameTimeout { .. }
+                | End::FaultClose)
         );
-        match end {
-            Ok(End::Eof) => debug!("closed by peer"),
-            Ok(End::Drained) => debug!("drained"),
-            Ok(End::Aborted { pending }) => {
-                info!(peer = %Peer::of(&stream), pending_bytes = pending, "deadline passed in the middle of a frame; resetting connection");
-                m.drop_counter("reset_at_deadline").inc();
-                net::reset_on_close(&stream);
-            }
-            // Lines a peer can provoke once per connection go through the service's
-            // flood limiter (crate::flood); the counters still see every one.
-            Ok(End::EofMidFrame { pending }) => {
-                m.drop_counter("eof_mid_frame").inc();
-                self.flood.hit("eof_mid_frame", |suppressed| {
-                    info!(peer = %Peer::of(&stream), pending_bytes = pending, suppressed, "peer closed in the middle of a frame; partial frame not echoed")
-                });
-            }
-            Ok(End::TooLarge(FrameError::TooLarge { declared, max })) => {
-                m.drop_counter("frame_too_large").inc();
-                self.flood.hit("frame_too_large", |suppressed| {
-                    info!(peer = %Peer::of(&stream), declared, max_frame_bytes = max, length_field_bytes = fmt.width, suppressed, "frame too large; closing connection")
-                });
-            }
-            Ok(End::IdleTimeout) => {
-                m.drop_counter("idle_timeout").inc();
-                self.flood.hit("idle_timeout", |suppressed| {
-                    info!(peer = %Peer::of(&stream), idle_timeout = ?live.idle_timeout(), suppressed, "idle timeout; closing connection")
-                });
-            }
-            Ok(End::FrameTimeout { pending }) => {
-                m.drop_counter("frame_timeout").inc();
-                self.flood.hit("frame_timeout", |suppressed| {
-                    info!(peer = %Peer::of(&stream), pending_bytes = pending, frame_timeout = ?live.frame_timeout(), suppressed, "frame not completed in time; closing connection")
-                });
-            }
-            Ok(End::WriteStalled) => {
-                m.drop_counter("write_stalled").inc();
-                self.flood.hit("write_stalled", |suppressed| {
-                    info!(peer = %Peer::of(&stream), idle_timeout = ?live.idle_timeout(), suppressed, "peer stopped reading; closing connection")
-                });
-            }
-            Err(e) => {
-                debug!(peer = %Peer::of(&stream), error = %e, "connection error");
-                m.error_counter(io_kind(&e)).inc();
-            }
-        }
+        self.log_end(&stream, end);
         if lingering {
             // Boxed: only closing connections pay for its state.
             Box::pin(linger(&mut stream)).await;
@@ -181,30 +181,83 @@ impl Conn {
         }
     }
 
+    /// Logs and counts how a connection ended; resets the ones that end in a reset.
+    fn log_end(&self, stream: &TcpStream, end: io::Result<End>) {
+        let m = &self.ctx.metrics;
+        let (live, fmt) = (&self.live, &self.format);
+        match end {
+            Ok(End::Eof) => debug!("closed by peer"),
+            Ok(End::Drained) => debug!("drained"),
+            Ok(End::Aborted { pending }) => {
+                info!(peer = %Peer::of(stream), pending_bytes = pending, "deadline passed in the middle of a frame; resetting connection");
+                m.drop_counter("reset_at_deadline").inc();
+                net::reset_on_close(stream);
+            }
+            // Lines a peer can provoke once per connection go through the service's
+            // flood limiter (crate::flood); the counters still see every one.
+            Ok(End::EofMidFrame { pending }) => {
+                m.drop_counter("eof_mid_frame").inc();
+                self.flood.hit("eof_mid_frame", |suppressed| {
+                    info!(peer = %Peer::of(stream), pending_bytes = pending, suppressed, "peer closed in the middle of a frame; partial frame not echoed")
+                });
+            }
+            Ok(End::TooLarge(FrameError::TooLarge { declared, max })) => {
+                m.drop_counter("frame_too_large").inc();
+                self.flood.hit("frame_too_large", |suppressed| {
+                    info!(peer = %Peer::of(stream), declared, max_frame_bytes = max, length_field_bytes = fmt.width, suppressed, "frame too large; closing connection")
+                });
+            }
+            Ok(End::IdleTimeout) => {
+                m.drop_counter("idle_timeout").inc();
+                self.flood.hit("idle_timeout", |suppressed| {
+                    info!(peer = %Peer::of(stream), idle_timeout = ?live.idle_timeout(), suppressed, "idle timeout; closing connection")
+                });
+            }
+            Ok(End::FrameTimeout { pending }) => {
+                m.drop_counter("frame_timeout").inc();
+                self.flood.hit("frame_timeout", |suppressed| {
+                    info!(peer = %Peer::of(stream), pending_bytes = pending, frame_timeout = ?live.frame_timeout(), suppressed, "frame not completed in time; closing connection")
+                });
+            }
+            Ok(End::WriteStalled) => {
+                m.drop_counter("write_stalled").inc();
+                self.flood.hit("write_stalled", |suppressed| {
+                    info!(peer = %Peer::of(stream), idle_timeout = ?live.idle_timeout(), suppressed, "peer stopped reading; closing connection")
+                });
+            }
+            Ok(End::FaultReset) => {
+                debug!(peer = %Peer::of(stream), "reset_after_frames fault: resetting connection");
+                net::reset_on_close(stream);
+            }
+            Ok(End::FaultClose) => debug!("close_after_frames fault: closing connection"),
+            Err(e) => {
+                debug!(peer = %Peer::of(stream), error = %e, "connection error");
+                m.error_counter(io_kind(&e)).inc();
+            }
+        }
+    }
+
     async fn echo(&self, stream: &mut TcpStream) -> io::Result<End> {
         // Settings and handles are read through `self` where used rather than
         // copied into locals, which would live in the future across every await.
         let mut buf = BytesMut::new();
         let mut read_size = MIN_READ as u32;
-        let mut draining = self.ctx.drain.is_cancelled();
-        // The deadline passed: take what already arrived, then close (or reset mid-frame).
-        let mut deadline = false;
-        // One timer, reset lazily: activity only records a time; when the
-        // timer fires we check whether a deadline really passed.
-        let mut last_activity = Instant::now();
-        let mut frame_started: Option<Instant> = None;
+        let mut f = Flow {
+            draining: self.ctx.drain.is_cancelled(),
+            deadline: false,
+            last_activity: Instant::now(),
+            frame_started: None,
+            maybe_more: false,
+            turn_reads: 0,
+            turn_bytes: 0,
+            seen: 0,
+        };
         let timer = tokio::time::sleep(self.live.idle_timeout());
         tokio::pin!(timer);
 
-        // The last read returned data, so the socket may hold more: try it
-        // before building the select (whose cancellation waiters take a lock each).
-        let mut maybe_more = false;
-        // Reads and bytes taken on that fast path since this connection last yielded.
-        let (mut turn_reads, mut turn_bytes) = (0u32, 0u32);
-
         loop {
             if buf.is_empty() {
-                frame_started = None;
+                f.frame_started = None;
                 if buf.capacity() > 0 {
                     // Idle at a boundary: hold no buffer.
                     buf = BytesMut::new();
@@ -212,67 +265,15 @@ impl Conn {
             }
             // When draining with nothing pending, or past the deadline, we only
             // take what already arrived.
-            let wait = !(deadline || (draining && buf.is_empty()));
-            let fast = wait && maybe_more && turn_reads < TURN_READS && turn_bytes < TURN_BYTES;
-            if fast {
-                if self.ctx.abort.is_cancelled() {
-                    deadline = true;
-                    continue;
-                }
-                if !draining && self.ctx.drain.is_cancelled() {
-                    draining = true;
-                    continue;
-                }
-            } else if !wait {
-                // We take only what already arrived, but a peer that keeps sending
-                // could keep us here: the per-turn cap yields before the deadline
-                // and ends the connection after it.
-                if !deadline && self.ctx.abort.is_cancelled() {
-                    deadline = true;
-                    (turn_reads, turn_bytes) = (0, 0);
-                }
-                if turn_reads >= TURN_READS || turn_bytes >= TURN_BYTES {
-                    if deadline {
-                        return self.close_at_deadline(stream, buf.len()).await;
-                    }
-                    tokio::task::yield_now().await;
-                    (turn_reads, turn_bytes) = (0, 0);
-                }
-            } else {
-                if maybe_more {
-                    // Per-turn cap: this connection had its share; let the others run.
-                    tokio::task::yield_now().await;
-                }
-                (turn_reads, turn_bytes) = (0, 0);
-                tokio::select! {
-                    biased;
-                    // One cancellation waiter at a time (each costs memory on every idle
-                    // connection): `drain` is a child of `abort` (daemon.rs), so before
-                    // draining `drain` is the one to watch.
-                    _ = if draining { &self.ctx.abort } else { &self.ctx.drain }.cancelled() => {
-                        if draining {
-                            deadline = true;
-                        }
-                        draining = true;
-                        continue;
-                    }
-                    _ = &mut timer => {
-                        let (idle, frame_timeout) = (self.live.idle_timeout(), self.live.frame_timeout());
-                        let now = Instant::now();
-                        if frame_started.is_some_and(|t| now >= t + frame_timeout) {
-                            return Ok(End::FrameTimeout { pending: buf.len() });
-                        }
-                        if now >= last_activity + idle {
-                            return Ok(End::IdleTimeout);
-                        }
-                        let next = frame_started.map_or(last_activity + idle, |t| (t + frame_timeout).min(last_activity + idle));
-                        timer.as_mut().reset(next);
-                        continue;
-                    }
-                    // poll_read_ready keeps the waker in the socket's own slot; the
-                    // `readable()` future would add ~150 B to every idle connection.
-                    r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => r?,
-                }
+            let wait = !(f.deadline || (f.draining && buf.is_empty()));
+            match self
+                .wait(stream, &mut f, timer.as_mut(), wait, buf.len())
+                .await?
+            {
+                Step::Read => {}
+                Step::Again => continue,
+                Step::End(end) => return Ok(end),
+                Step::AtDeadline => return self.close_at_deadline(stream, buf.len()).await,
             }
             if buf.capacity() - buf.len() < read_size as usize {
                 buf.reserve(read_size as usize);
@@ -280,7 +281,7 @@ impl Conn {
             let n = match stream.try_read_buf(&mut buf) {
                 Ok(0) if buf.is_empty() => {
                     stream.shutdown().await?;
-                    return Ok(if draining { End::Drained } else { End::Eof });
+                    return Ok(if f.draining { End::Drained } else { End::Eof });
                 }
                 Ok(0) => return Ok(End::EofMidFrame { pending: buf.len() }),
                 Ok(n) => n,
@@ -288,55 +289,250 @@ impl Conn {
                     if !wait {
                         return self.close_at_deadline(stream, buf.len()).await;
                     }
-                    maybe_more = false;
+                    f.maybe_more = false;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            maybe_more = true;
-            turn_reads += 1;
-            turn_bytes = turn_bytes.saturating_add(n as u32);
+            f.maybe_more = true;
+            f.turn_reads += 1;
+            f.turn_bytes = f.turn_bytes.saturating_add(n as u32);
             if n == read_size as usize {
                 read_size = (read_size * 2).min(MAX_READ as u32);
             }
-            last_activity = Instant::now();
-            let m = &self.ctx.metrics;
-            m.bytes_in.inc_by(n as u64);
-
-            let format = FrameFormat {
-                max_frame: self.live.max_frame(),
-                ..self.format
-            };
-            let scan = format.scan(&buf);
-            // Only this much of the scan lives across the write: its error is found again after.
-            let (complete, frames, bad) = (scan.complete, scan.frames, scan.error.is_some());
-            if complete > 0 {
-                m.msgs_in.inc_by(frames);
-                if let Some(end) = self
-                    .write_back(stream, &buf[..complete], &mut last_activity)
-                    .await?
-                {
-                    return Ok(end);
-                }
-                let m = &self.ctx.metrics;
-                m.msgs_out.inc_by(frames);
-                m.bytes_out.inc_by(complete as u64);
-                buf.advance(complete);
-                frame_started = None;
-            }
-            if bad && let Some(e) = format.scan(&buf).error {
-                return Ok(End::TooLarge(e));
-            }
-            if !buf.is_empty() && frame_started.is_none() {
-                frame_started = Some(last_activity);
-                let due = last_activity + self.live.frame_timeout();
-                if due < timer.deadline() {
-                    timer.as_mut().reset(due);
-                }
+            f.last_activity = Instant::now();
+            self.ctx.metrics.bytes_in.inc_by(n as u64);
+            if let Some(end) = self
+                .after_read(stream, &mut buf, &mut f, timer.as_mut())
+                .await?
+            {
+                return Ok(end);
             }
         }
     }
 
+    /// The wait step of [`Self::echo`]: on the fast path (the last read
+    /// returned data) only the cancellation flags are checked; past the
+    /// deadline or draining idle, the per-turn cap decides; otherwise we
+    /// wait for data, a cancellation or the timer.
+    async fn wait(
+        &self,
+        stream: &TcpStream,
+        f: &mut Flow,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        wait: bool,
+        pending: usize,
+    ) -> io::Result<Step> {
+        let fast = wait && f.maybe_more && f.turn_reads < TURN_READS && f.turn_bytes < TURN_BYTES;
+        if fast {
+            if self.ctx.abort.is_cancelled() {
+                f.deadline = true;
+                return Ok(Step::Again);
+            }
+            if !f.draining && self.ctx.drain.is_cancelled() {
+                f.draining = true;
+                return Ok(Step::Again);
+            }
+            return Ok(Step::Read);
+        }
+        if !wait {
+            // We take only what already arrived, but a peer that keeps sending
+            // could keep us here: the per-turn cap yields before the deadline
+            // and ends the connection after it.
+            if !f.deadline && self.ctx.abort.is_cancelled() {
+                f.deadline = true;
+                (f.turn_reads, f.turn_bytes) = (0, 0);
+            }
+            if f.turn_reads >= TURN_READS || f.turn_bytes >= TURN_BYTES {
+                if f.deadline {
+                    return Ok(Step::AtDeadline);
+                }
+                tokio::task::yield_now().await;
+                (f.turn_reads, f.turn_bytes) = (0, 0);
+            }
+            return Ok(Step::Read);
+        }
+        if f.maybe_more {
+            // Per-turn cap: this connection had its share; let the others run.
+            tokio::task::yield_now().await;
+        }
+        (f.turn_reads, f.turn_bytes) = (0, 0);
+        tokio::select! {
+            biased;
+            // One cancellation waiter at a time (each costs memory on every idle
+            // connection): `drain` is a child of `abort` (daemon.rs), so before
+            // draining `drain` is the one to watch.
+            _ = if f.draining { &self.ctx.abort } else { &self.ctx.drain }.cancelled() => {
+                if f.draining {
+                    f.deadline = true;
+                }
+                f.draining = true;
+                Ok(Step::Again)
+            }
+            _ = &mut timer => {
+                let (idle, frame_timeout) = (self.live.idle_timeout(), self.live.frame_timeout());
+                let now = Instant::now();
+                if f.frame_started.is_some_and(|t| now >= t + frame_timeout) {
+                    return Ok(Step::End(End::FrameTimeout { pending }));
+                }
+                if now >= f.last_activity + idle {
+                    return Ok(Step::End(End::IdleTimeout));
+                }
+                let next = f.frame_started.map_or(f.last_activity + idle, |t| (t + frame_timeout).min(f.last_activity + idle));
+                timer.as_mut().reset(next);
+                Ok(Step::Again)
+            }
+            // poll_read_ready keeps the waker in the socket's own slot; the
+            // `readable()` future would add ~150 B to every idle connection.
+            r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => r.map(|()| Step::Read),
+        }
+    }
+
+    /// The echo step of [`Self::echo`]: writes back the complete frames at
+    /// the front of `buf`, then ends the connection on an oversized header
+    /// or arms the frame timer for a partial frame.
+    async fn after_read(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut BytesMut,
+        f: &mut Flow,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> io::Result<Option<End>> {
+        let format = FrameFormat {
+            max_frame: self.live.max_frame(),
+            ..self.format
+        };
+        let scan = format.scan(buf);
+        // Only this much of the scan lives across the write: its error is found again after.
+        let (complete, frames, bad) = (scan.complete, scan.frames, scan.error.is_some());
+        if complete > 0 {
+            let m = &self.ctx.metrics;
+            m.msgs_in.inc_by(frames);
+            // The one check a service without faults or journal pays (one relaxed load).
+            if self.ctx.fixture.flags() != 0 {
+                let out = &mut buf[..complete];
+                if let Some(end) = Box::pin(self.echo_faulty(stream, &format, out, f)).await? {
+                    return Ok(Some(end));
+                }
+            } else {
+                if let Some(end) = self
+                    .write_back(stream, &buf[..complete], &mut f.last_activity)
+                    .await?
+                {
+                    return Ok(Some(end));
+                }
+                m.msgs_out.inc_by(frames);
+                m.bytes_out.inc_by(complete as u64);
+            }
+            buf.advance(complete);
+            f.frame_started = None;
+        }
+        if bad && let Some(e) = format.scan(buf).error {
+            return Ok(Some(End::TooLarge(e)));
+        }
+        if !buf.is_empty() && f.frame_started.is_none() {
+            f.frame_started = Some(f.last_activity);
+            let due = f.last_activity + self.live.frame_timeout();
+            if due < timer.deadline() {
+                timer.as_mut().reset(due);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The slow path (faults or journal on): frame by frame, journal each,
+    /// then reset, stall, delay, corrupt, write in slices or paced, close
+    /// after N, as `crate::faults::tcp` decides; counts its own echoes.
+    async fn echo_faulty(
+        &self,
+        stream: &mut TcpStream,
+        format: &FrameFormat,
+        out: &mut [u8],
+        f: &mut Flow,
+    ) -> io::Result<Option<End>> {
+        let fx = &self.ctx.fixture;
+        let peer = stream.peer_addr().ok();
+        for range in faults::tcp::frames(format, out) {
+            let frame = &mut out[range];
+            if let (true, Some(peer)) = (fx.flags() & crate::faults::JOURNAL != 0, peer) {
+                fx.journal
+                    .record("in", peer, None, &frame[format.header_len()..]);
+            }
+            let mut active = fx.active();
+            while let Some(a) = &active {
+                match faults::tcp::decide(fx, a, f.seen) {
+                    faults::tcp::Action::Reset => return Ok(Some(End::FaultReset)),
+                    faults::tcp::Action::Stall => {
+                        if let Some(end) = self.stall(f, a).await {
+                            return Ok(Some(end));
+                        }
+                        active = fx.active();
+                        continue;
+                    }
+                    faults::tcp::Action::Echo { delay } => {
+                        if !delay.is_zero() {
+                            tokio::select! {
+                                biased;
+                                _ = self.ctx.abort.cancelled() => return Ok(Some(End::Aborted { pending: frame.len() })),
+                                _ = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                        faults::tcp::maybe_corrupt(fx, a, format, frame);
+                        break;
+                    }
+                }
+            }
+            match &active {
+                Some(a) if faults::tcp::paced(a) => {
+                    tokio::select! {
+                        biased;
+                        _ = self.ctx.abort.cancelled() => return Ok(Some(End::Aborted { pending: frame.len() })),
+                        r = faults::tcp::write_paced(fx, a, stream, frame) => r?,
+                    }
+                    f.last_activity = Instant::now();
+                }
+                _ => {
+                    if let Some(end) = self.write_back(stream, frame, &mut f.last_activity).await? {
+                        return Ok(Some(end));
+                    }
+                }
+            }
+            f.seen += 1;
+            let m = &self.ctx.metrics;
+            m.msgs_out.inc();
+            m.bytes_out.inc_by(frame.len() as u64);
+            if let Some(a) = &active
+                && faults::tcp::close_after(fx, a, f.seen)
+            {
+                stream.shutdown().await?;
+                return Ok(Some(End::FaultClose));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `stall_after_frames`: read and echo nothing until the faults change
+    /// (then the caller decides again) or the connection must end.
+    async fn stall(&self, f: &mut Flow, decided: &Arc<faults::Active>) -> Option<End> {
+        let fx = &self.ctx.fixture;
+        let changed = fx.changed.notified();
+        tokio::pin!(changed);
+        // Registered before we look again, so a change in between is not missed.
+        changed.as_mut().enable();
+        if !fx.active().is_some_and(|now| Arc::ptr_eq(&now, decided)) {
+            return None;
+        }
+        fx.count("stall_after_frames");
+        tokio::select! {
+            biased;
+            _ = self.ctx.abort.cancelled() => Some(End::Aborted { pending: 0 }),
+            _ = self.ctx.drain.cancelled() => Some(End::Drained),
+            _ = changed => {
+                f.last_activity = Instant::now();
+                None
+            }
+        }
+    }
     /// Nothing more to take: at a frame boundary a graceful close (FIN; the
     /// lingering read follows in `serve`), else the deadline cut a frame.
     async fn close_at_deadline(&self, stream: &mut TcpStream, pending: usize) -> io::Result<End> {

@@ -26,6 +26,7 @@ use super::udp_guard::{Guard, Verdict};
 use super::udp_mmsg;
 use crate::acl::{self, Cidr};
 use crate::config::{Compat, UdpEchoConfig};
+use crate::faults;
 use crate::logging::RateLimited;
 use crate::metrics::ServiceMetrics;
 use crate::net::{self, Role};
@@ -104,6 +105,7 @@ impl Bound {
     async fn run_batched(&self, ctx: &ServiceCtx, echo: &mut Echo) -> Result<()> {
         let mut batch = udp_mmsg::Batch::new(self.cfg.max_datagram_bytes + 1);
         let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
+        let mut held = faults::udp::Held::default();
         loop {
             // `readable()` takes nothing from tokio's cooperative budget: take one
             // unit per batch so a flood yields to other tasks instead of owning a worker.
@@ -130,9 +132,16 @@ impl Bound {
             };
             replies.clear();
             let mut bytes = 0;
+            // Faults and journal (issue 16): one relaxed load per batch.
+            let fixture = ctx.fixture.flags();
             for i in 0..n {
                 let (src, data) = batch.datagram(i);
                 bytes += data.len();
+                if fixture & faults::JOURNAL != 0
+                    && let Some(src) = src
+                {
+                    ctx.fixture.journal.record("in", src, None, data);
+                }
                 if let Some(src) = src
                     && echo.accept(src, data)
                 {
@@ -141,6 +150,21 @@ impl Bound {
             }
             echo.m.msgs_in.inc_by(n as u64);
             echo.m.bytes_in.inc_by(bytes as u64);
+            if fixture & faults::FAULTS != 0 {
+                for &i in &replies {
+                    if let (Some(src), data) = batch.datagram(i) {
+                        faults::udp::reply(
+                            &ctx.fixture,
+                            &mut held,
+                            &self.socket,
+                            src,
+                            data,
+                            &echo.m,
+                        );
+                    }
+                }
+                continue;
+            }
             let mut done = 0;
             while done < replies.len() {
                 match batch.send(&self.socket, &replies[done..]) {
@@ -173,6 +197,7 @@ impl Bound {
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     async fn run_single(&self, ctx: &ServiceCtx, echo: &mut Echo) -> Result<()> {
         let mut buf = vec![0u8; self.cfg.max_datagram_bytes + 1];
+        let mut held = faults::udp::Held::default();
         loop {
             let received = tokio::select! {
                 biased;
@@ -188,8 +213,16 @@ impl Bound {
             };
             echo.m.msgs_in.inc();
             echo.m.bytes_in.inc_by(n as u64);
+            let fixture = ctx.fixture.flags();
+            if fixture & faults::JOURNAL != 0 {
+                ctx.fixture.journal.record("in", src, None, &buf[..n]);
+            }
             let reply = &mut buf[..n];
             if !echo.accept(src, reply) {
+                continue;
+            }
+            if fixture & faults::FAULTS != 0 {
+                faults::udp::reply(&ctx.fixture, &mut held, &self.socket, src, reply, &echo.m);
                 continue;
             }
             match self.socket.try_send_to(reply, src) {

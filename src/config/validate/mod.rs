@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::schema::*;
 
+pub(crate) mod faults;
 pub(crate) mod services;
 mod socket;
 
@@ -108,6 +109,7 @@ pub fn validate_all(cfg: &Config) -> (Vec<Issue>, Vec<SeeAlso>) {
     admin(cfg, &mut out);
     names(cfg, &mut out);
     overlaps(cfg, &mut out);
+    faults::all(cfg, &mut out);
     let rules = Rules {
         worst_case_services: worst_case_services(cfg),
     };
