@@ -84,9 +84,18 @@ pub fn worst_case(cfg: &Config) -> u64 {
         .admin
         .as_ref()
         .map_or(0, |a| u64::from(a.max_connections) + 1);
-    let sockets =
-        (cfg.tcp_echo.len() + cfg.udp_echo.len() + cfg.broadcast.len() + cfg.multicast.len())
-            as u64;
+    // A udp_echo binds one socket per worker on Linux (`net::reuseport_udp`).
+    let udp_set = |c: &crate::config::UdpEchoConfig| {
+        if cfg!(target_os = "linux") && c.socket.reuse_port.is_none() {
+            cfg.daemon.workers
+        } else {
+            1
+        }
+    };
+    let sockets = (cfg.tcp_echo.len()
+        + cfg.udp_echo.iter().map(udp_set).sum::<usize>()
+        + cfg.broadcast.len()
+        + cfg.multicast.len()) as u64;
     tcp + admin + sockets + RESERVE
 }
 
@@ -175,7 +184,7 @@ mod tests {
     #[test]
     fn worst_case_counts_every_tcp_limit_the_admin_and_a_reserve() {
         let cfg = crate::config::parse(
-            "[admin]\nlisten = \"127.0.0.1:0\"\nmax_connections = 10\n\
+            "[daemon]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\nmax_connections = 10\n\
              [[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nmax_connections = 100\n\
              [[tcp_echo]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\nmax_connections = 200\n\
              [[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\n",

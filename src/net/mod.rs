@@ -23,6 +23,7 @@ pub mod change;
 pub mod pktinfo;
 mod raw;
 mod readback;
+pub mod reuseport_udp;
 
 pub use readback::{Applied, read_back};
 

@@ -263,6 +263,15 @@ impl Bound {
         }
     }
 
+    /// Sockets the service receives on: a UDP echo's set (one per worker
+    /// on Linux), one for the others.
+    pub fn sockets(&self) -> usize {
+        match self {
+            Bound::UdpEcho(b) => b.sockets(),
+            _ => 1,
+        }
+    }
+
     /// The listening socket of a TCP service (reuseport steering during a rebind).
     pub fn tcp_listener(&self) -> Option<socket2::SockRef<'_>> {
         match self {
@@ -300,7 +309,18 @@ impl Bound {
                 (b.sock(), &b.cfg().socket, &o.socket, Role::TcpListener)
             }
             (Bound::UdpEcho(b), Spec::UdpEcho(o)) => {
-                (b.sock(), &b.cfg().socket, &o.socket, Role::Udp)
+                // A socket set: every socket takes the change.
+                let keys = change::classify(&o.socket, &b.cfg().socket, Role::Udp).in_place;
+                for sock in b.socks() {
+                    change::apply_in_place(
+                        sock,
+                        b.local_addr(),
+                        &b.cfg().socket,
+                        Role::Udp,
+                        &keys,
+                    )?;
+                }
+                return Ok(());
             }
             (Bound::Broadcast(b), Spec::Broadcast(o)) => {
                 (b.sock(), &b.cfg().socket, &o.socket, Role::UdpBroadcast)
