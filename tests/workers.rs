@@ -10,7 +10,6 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
 
 use common::counters::{admin_get, service_counter};
 use common::*;
@@ -95,7 +94,7 @@ fn a_reuseport_joiner_gets_nothing_while_the_set_echoes_everything() {
     echo_from_many(addr, 24, 2);
     // The absence of a datagram can only be shown by waiting: this timeout is the test.
     joiner
-        .set_read_timeout(Some(Duration::from_millis(300)))
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
         .unwrap();
     let mut buf = [0u8; 128];
     match joiner.recv_from(&mut buf) {
@@ -228,7 +227,7 @@ fn a_reload_replaces_or_hands_over_the_whole_set() {
              [udp_echo.socket]\nrecv_buffer_bytes = {rcvbuf}\n"
         )
     };
-    let mut d = Daemon::start(&cfg(0, 65536));
+    let d = Daemon::start(&cfg(0, 65536));
     let u = d.addr("u");
     let first = udp_inodes(u);
     assert_eq!(first.len(), 2, "a set of 2 on {u}");

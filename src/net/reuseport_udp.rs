@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::config::SocketOptions;
 
@@ -81,6 +81,7 @@ fn bind_set(
     role: Role,
     n: usize,
 ) -> Result<Vec<std::net::UdpSocket>> {
+    use anyhow::Context;
     // The probe: exactly the single socket of workers = 1, so the error for a
     // taken address is the same. Port 0 takes the port the probe was given.
     let probe = super::udp_socket(addr, o, role)?;
