@@ -110,22 +110,24 @@ impl Bound {
         )
     }
 
-    /// One receive loop per socket of the set: the others in tasks of their
-    /// own (so the runtime's workers share them), the first in this one.
+    /// One receive loop per socket of the set, each in a task of its own
+    /// (so the runtime's workers share them). The first loop to fail ends
+    /// the service with its error (the supervisor reports it; the others
+    /// serve on until the service is stopped); otherwise all end on `stop`.
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
-        let others: Vec<_> = (1..self.sockets.len())
-            .map(|i| {
-                let (b, ctx) = (self.clone(), ctx.clone());
-                tokio::spawn(async move { b.run_socket(i, &ctx).await }.in_current_span())
-            })
-            .collect();
-        let first = self.run_socket(0, &ctx).await;
-        for (i, h) in others.into_iter().enumerate() {
-            h.await.map_err(|e| {
-                anyhow::anyhow!("receive task of socket {} of the set failed: {e}", i + 2)
-            })??;
-        }
-        first
+        use futures_util::FutureExt;
+        let loops = (0..self.sockets.len()).map(|i| {
+            let (b, ctx) = (self.clone(), ctx.clone());
+            tokio::spawn(async move { b.run_socket(i, &ctx).await }.in_current_span()).map(
+                move |r| {
+                    r.map_err(|e| {
+                        anyhow::anyhow!("receive task of socket {} of the set failed: {e}", i + 1)
+                    })?
+                },
+            )
+        });
+        futures_util::future::try_join_all(loops).await?;
+        Ok(())
     }
 
     async fn run_socket(&self, i: usize, ctx: &ServiceCtx) -> Result<()> {
