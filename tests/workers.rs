@@ -268,3 +268,64 @@ fn check_bind_notes_the_set_the_daemon_would_bind() {
     let noted = out.contains("the daemon binds 2 sockets here");
     assert_eq!(noted, cfg!(target_os = "linux"), "{out}");
 }
+
+/// Runs `netservd run` on `config` and expects it to refuse to start within
+/// [`WAIT`]; returns its stderr.
+#[cfg(target_os = "linux")]
+fn refused_start(config: &str) -> String {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon started on an address someone else holds");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10)); // poll interval
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    err
+}
+
+/// The probe keeps the set's port exclusive: whoever holds the address first
+/// (with SO_REUSEPORT or without, or another daemon's set) makes the start fail
+/// with "address already in use", as with one socket.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_held_address_refuses_the_set() {
+    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sharer = reuseport_joiner("127.0.0.1:0".parse().unwrap()).unwrap();
+    let d = Daemon::start(&config(2));
+    for held in [
+        plain.local_addr().unwrap(),
+        sharer.local_addr().unwrap(),
+        d.addr("u"),
+    ] {
+        let cfg = format!(
+            "[daemon]\nworkers = 2\nwatch_config = false\n\
+             [[udp_echo]]\nname = \"u\"\nlisten = \"{held}\"\n"
+        );
+        let err = refused_start(&cfg);
+        assert!(err.contains("address already in use"), "{held}: {err}");
+    }
+    echo_from_many(d.addr("u"), 2, 1);
+}
