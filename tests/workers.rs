@@ -6,8 +6,14 @@
 //! the set's own sockets. With 1 worker the socket is exclusive as before
 //! (tests/hardening_exclusive.rs). A reload that changes `workers` warns that
 //! it needs a restart and keeps serving; `workers = 0` is a placed config error.
+//! A multicast echo keeps one socket (Linux hands a group's datagram to every
+//! socket of a SO_REUSEPORT group): in a network namespace of its own, each
+//! datagram to the group is echoed exactly once.
 
 mod common;
+#[cfg(target_os = "linux")]
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::net::{SocketAddr, UdpSocket};
 
@@ -328,4 +334,41 @@ fn a_held_address_refuses_the_set() {
         assert!(err.contains("address already in use"), "{held}: {err}");
     }
     echo_from_many(d.addr("u"), 2, 1);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn multicast_echo_keeps_one_socket_and_echoes_each_datagram_once() {
+    netns::enter();
+    let d = Daemon::start(
+        "[daemon]\nworkers = 2\nwatch_config = false\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[multicast]]\nname = \"g\"\ngroup = \"239.255.70.91\"\nport = 17091\n\
+         interface = \"127.0.0.1\"\nreply = \"echo\"\n",
+    );
+    assert_eq!(sockets(&d, "g"), 1);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&c)
+        .set_multicast_if_v4(&"127.0.0.1".parse().unwrap())
+        .unwrap();
+    c.set_multicast_loop_v4(true).unwrap();
+    for i in 0..5u8 {
+        c.send_to(&[i; 8], "239.255.70.91:17091").unwrap();
+    }
+    let mut echoes = Vec::new();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    while echoes.len() < 5 {
+        let (n, _) = c.recv_from(&mut buf).expect("an echo of each datagram");
+        echoes.push(buf[..n].to_vec());
+    }
+    // A sixth (duplicate) echo can only be ruled out by waiting: this timeout is the test.
+    c.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        c.recv_from(&mut buf).is_err(),
+        "a datagram was echoed twice"
+    );
+    echoes.sort();
+    assert_eq!(echoes, (0..5u8).map(|i| vec![i; 8]).collect::<Vec<_>>());
+    d.assert_clean(&[]);
 }
