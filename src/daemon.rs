@@ -147,7 +147,7 @@ pub struct Supervisor {
     pub(crate) directory: Directory,
     pub(crate) state: State,
     pub(crate) deadlines: Deadlines,
-    /// Settings fixed at start (`[admin]`, `watch_config`): a reload that
+    /// Settings fixed at start (`[admin]`, `watch_config`, `workers`): a reload that
     /// changes them says they need a restart.
     pub(crate) fixed: FixedSettings,
     /// Services a reload removed or replaced, still serving their connections.
@@ -397,7 +397,7 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
         Some(a) => Some(crate::admin::start(a, sup.state(), metrics.clone()).await?),
         None => None,
     };
-    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = %source, "ready");
+    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = %source, workers = cfg.daemon.workers, "ready");
 
     let mut seen = crate::reload::Seen::new(text);
     loop {

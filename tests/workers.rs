@@ -72,6 +72,13 @@ fn two_workers_one_service_two_sockets_every_source_echoed() {
     let expected = if cfg!(target_os = "linux") { 2 } else { 1 };
     assert_eq!(sockets(&d, "u"), expected, "{}", admin_get(&d, "/services"));
     assert_eq!(sockets(&d, "t"), 1);
+    assert!(
+        d.logs()
+            .iter()
+            .any(|l| l["message"] == "ready" && l["workers"] == 2),
+        "ready names the worker count:\n{}",
+        d.dump()
+    );
     echo_from_many(addr, 8, 4);
     // One service: both sockets count into the same series.
     assert_eq!(service_counter(&d, "netservd_messages_in_total", "u"), 32);
