@@ -354,6 +354,25 @@ def scale(opts, tmp):
     return out
 
 
+def workers_cell(opts, tmp):
+    """"UDP 64 B workers 1 vs 2" (issue 15): netservd with `[daemon] workers = 1`
+    pinned to CPU 0, then `workers = 2` pinned to CPUs 0-1, each driven by one C
+    generator (8 sockets, so 8 source ports, window 32) on CPU 1: on a 2-core
+    machine the second server shares its core with the generator."""
+    import scale as workers_scale  # bench/scale.py, beside this file
+    out = {}
+    for n, cpus in ((1, "0"), (2, "0,1")):
+        d = workers_scale.Daemon(n, cpus, tmp)
+        try:
+            runs = [workers_scale.run_point(d, "udp", 64, 8, 32, [opts.gen_cpu], ms(opts.duration), ms(opts.warmup)) for _ in range(opts.reps)]
+        finally:
+            d.stop()
+        out[n] = {k: statistics.median(r[k] for r in runs) for k in ("msgs_per_s", "cpu_ns_per_msg", "server_cores")}
+        out[n]["gen_cores"] = statistics.median(r["gen_cores"][0] for r in runs)
+        print(f"UDP 64 B workers {n}: {out[n]['msgs_per_s']:.0f} msgs/s, {out[n]['cpu_ns_per_msg']:.0f} ns/msg", file=sys.stderr)
+    return out
+
+
 def verdict(label, vs, p99r, p50r, vsp):
     """Whether a cell meets the issue's target, if it has one."""
     if label.startswith("TCP") and label.endswith("64x16"):
@@ -393,6 +412,7 @@ def main():
         results = measure(opts, tmp)
         lines, ratios = table(results, opts)
         sc = None if opts.quick else scale(opts, tmp)
+        wk = None if opts.quick else workers_cell(opts, tmp)
     load_after = machine()[2]
     cmd = "bench/run.sh" + (" --quick" if opts.quick else "")
     doc = [f"# Benchmarks", "", f"Produced by `{cmd}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; do not edit by hand, re-run the script.", "",
@@ -426,6 +446,14 @@ def main():
                 f"- RSS per idle TCP connection: **{per:.0f} B** ({n} idle connections, each after one echoed frame; daemon RSS {before} KiB before, {after} KiB after; default log level). Target <= 1024 B: {'met' if per <= 1024 else 'NOT met'}.",
                 f"- Start to `ready` with 100 services (50 tcp_echo + 50 udp_echo): median **{ready:.1f} ms** (runs: {', '.join(f'{t:.1f}' for t in sc['ready_ms'])}). Target < 100 ms: {'met' if ready < 100 else 'NOT met'}.",
                 f"- SIGHUP to a new listener accepting: median **{hup:.1f} ms** (runs: {', '.join(f'{t:.1f}' for t in sc['sighup_ms'])}). Target < 100 ms: {'met' if hup < 100 else 'NOT met'}."]
+    if wk:
+        doc += ["", "## UDP 64 B workers 1 vs 2", "",
+                f"netservd `[daemon] workers = 1` on CPU {opts.server_cpu}, then `workers = 2` on CPUs 0-1 (one SO_REUSEPORT udp_echo socket per worker); "
+                f"one generator `c_gen udp PORT 64 8 32` (8 source ports, window 32) on CPU {opts.gen_cpu}, so with 2 workers the server shares the generator's core. "
+                "Server cores: the server's CPU time over the run's wall time. Scaling on more cores: `bench/scale.sh`.", "",
+                "| workers | msgs/s | server CPU per msg | server cores used | generator core |", "|---|---|---|---|---|"]
+        for n, r in wk.items():
+            doc.append(f"| {n} | {r['msgs_per_s']:,.0f} | {r['cpu_ns_per_msg']:.0f} ns | {r['server_cores']:.2f} | {r['gen_cores']:.2f} |")
     doc += ["", "## Machine", "", "```", uname, cpu, "```", ""]
     text = "\n".join(doc)
     out = opts.out if not opts.quick else os.path.join(ROOT, "target", "bench", "quick.md")

@@ -119,7 +119,10 @@ pub fn run(source: ConfigSource, a: &Args) -> i32 {
         EXIT_CONFIG
     } else {
         report.admin = cfg.admin.as_ref().map(|a| format!("http://{}", a.listen));
-        report.services = Spec::all(&cfg).iter().map(|s| service(s, a.bind)).collect();
+        report.services = Spec::all(&cfg)
+            .iter()
+            .map(|s| service(s, a.bind, cfg.daemon.workers))
+            .collect();
         if report.services.iter().any(|s| s.bind_error.is_some()) {
             EXIT_FAILURE
         } else {
@@ -222,7 +225,7 @@ fn at(f: &Finding) -> String {
 }
 
 /// One service's entry; with `bind`, its socket is bound and read back.
-fn service(spec: &Spec, bind: bool) -> Service {
+fn service(spec: &Spec, bind: bool, workers: usize) -> Service {
     let mut s = Service {
         kind: spec.kind(),
         name: spec.name().to_string(),
@@ -261,7 +264,21 @@ fn service(spec: &Spec, bind: bool) -> Service {
         }
         Err(e) => s.bind_error = Some(format!("{e:#}")),
     }
+    s.notes.extend(socket_set_note(spec, workers));
     s
+}
+
+/// README "Socket options": what `run` binds for a udp_echo beside the one
+/// socket check binds (`net::reuseport_udp`).
+fn socket_set_note(spec: &Spec, workers: usize) -> Option<String> {
+    let n = spec.sockets(workers);
+    (n > 1).then(|| {
+        format!(
+            "the daemon binds {n} sockets here ([daemon] workers), with reuse_port = true and a guard program \
+             (SO_ATTACH_REUSEPORT_CBPF, source port % {n}) so no other socket that joins the port receives a datagram; \
+             the address must be free first, as with one socket; workers is read at start: changing it needs a restart"
+        )
+    })
 }
 
 /// A host finding placed in the file: (severity, (line, col), message).

@@ -130,19 +130,15 @@ pub fn run(cli: Cli) -> ExitCode {
         // The dispatcher owns this thread; the service builds its own runtime.
         return ExitCode::from(crate::winservice::run(config_source(config)) as u8);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
-            return ExitCode::from(EXIT_FAILURE as u8);
-        }
+    if let Command::Run { config, .. } = cli.command {
+        return ExitCode::from(run_daemon(config_source(config)) as u8);
+    }
+    let Some(rt) = runtime(None) else {
+        return ExitCode::from(EXIT_FAILURE as u8);
     };
     let code = rt.block_on(async move {
         match cli.command {
-            Command::Run { config, .. } => run_daemon(config_source(config)).await,
+            Command::Run { .. } => unreachable!("handled above"),
             Command::Check(a) => crate::check::run(config_source(a.config.clone()), &a),
             Command::Reload { config } => client::reload::run(config_source(config)).await,
             Command::Completions { .. } | Command::Man => EXIT_OK,
@@ -174,7 +170,25 @@ fn generated(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> ExitCod
     ExitCode::from(code as u8)
 }
 
-pub(crate) async fn run_daemon(source: ConfigSource) -> i32 {
+/// The multi-threaded runtime; `workers` threads when given (`[daemon]
+/// workers`), else tokio's default (one per CPU). `None` if it cannot start (logged).
+fn runtime(workers: Option<usize>) -> Option<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n);
+    }
+    match b.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            error!(error = %e, workers, "cannot start the async runtime");
+            None
+        }
+    }
+}
+
+/// `netservd run`: the config is loaded before the runtime is built, since
+/// its `[daemon] workers` sizes that runtime (and the UDP socket sets).
+pub(crate) fn run_daemon(source: ConfigSource) -> i32 {
     if matches!(source, ConfigSource::Builtin) {
         info!(
             "no --config, $NETSERVD_CONFIG or ./config.toml: running the built-in shipped config (nothing to watch; SIGHUP reloads it unchanged)"
@@ -187,6 +201,17 @@ pub(crate) async fn run_daemon(source: ConfigSource) -> i32 {
     if host_refuses(&source, &loaded.0, &loaded.1) {
         return EXIT_CONFIG;
     }
+    let Some(rt) = runtime(Some(loaded.0.daemon.workers)) else {
+        return EXIT_FAILURE;
+    };
+    let code = rt.block_on(serve(source, loaded));
+    // As for the other commands: lingering closes must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}
+
+/// Runs the loaded config until shutdown; the pid file lives as long as this.
+async fn serve(source: ConfigSource, loaded: (crate::config::Config, String)) -> i32 {
     let _pid_file = match loaded.0.daemon.pid_file.as_deref().map(PidFile::create) {
         Some(Err(e)) => {
             error!(error = %format!("{e:#}"), "cannot start");

@@ -74,6 +74,8 @@ impl ConfigSource {
 pub struct FixedSettings {
     pub admin: Option<crate::config::AdminConfig>,
     pub watch_config: bool,
+    /// `[daemon] workers`: the runtime's threads and the UDP socket sets.
+    pub workers: usize,
 }
 
 impl FixedSettings {
@@ -81,6 +83,7 @@ impl FixedSettings {
         FixedSettings {
             admin: cfg.admin.clone(),
             watch_config: cfg.daemon.watch_config,
+            workers: cfg.daemon.workers,
         }
     }
 }
@@ -113,6 +116,9 @@ pub struct ServiceInfo {
     /// Set when the service's task ended with an error.
     pub error: Option<String>,
     pub socket: Vec<Applied>,
+    /// Sockets it receives on: a UDP echo's SO_REUSEPORT set has one per
+    /// worker (Linux); `socket` shows the first, the others are alike.
+    pub sockets: usize,
     /// Multicast groups joined, each as `group on interface [from source]`.
     pub groups: Vec<String>,
 }
@@ -141,7 +147,7 @@ pub struct Supervisor {
     pub(crate) directory: Directory,
     pub(crate) state: State,
     pub(crate) deadlines: Deadlines,
-    /// Settings fixed at start (`[admin]`, `watch_config`): a reload that
+    /// Settings fixed at start (`[admin]`, `watch_config`, `workers`): a reload that
     /// changes them says they need a restart.
     pub(crate) fixed: FixedSettings,
     /// Services a reload removed or replaced, still serving their connections.
@@ -261,6 +267,7 @@ impl Supervisor {
                         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
                     error: r.error.lock().unwrap().clone(),
                     socket: b.map(Bound::report).unwrap_or_default(),
+                    sockets: b.map_or(0, Bound::sockets),
                     groups: b.map(Bound::groups).unwrap_or_default(),
                 }
             })
@@ -392,6 +399,7 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
     crate::rlimit::prepare(&cfg);
     let metrics = Arc::new(Metrics::new());
     crate::net::share_tcp_ports();
+    crate::net::reuseport_udp::set_workers(cfg.daemon.workers);
     let mut sup = Supervisor::start(&cfg, metrics.clone())?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     signals::forward(tx.clone()).context("install signal handlers")?;
@@ -405,7 +413,7 @@ pub async fn run(source: ConfigSource, (cfg, text): (Config, String)) -> Result<
         }
         None => None,
     };
-    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = %source, "ready");
+    info!(services = %sup.summary(), admin = %admin.as_ref().map_or("none".to_string(), |a| a.local_addr().to_string()), config = %source, workers = cfg.daemon.workers, "ready");
 
     let mut seen = crate::reload::Seen::new(text);
     loop {

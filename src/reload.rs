@@ -161,7 +161,19 @@ impl Supervisor {
                 return self.invalid(why, &e);
             }
         };
-        if FixedSettings::of(&cfg) != self.fixed {
+        let fixed = FixedSettings::of(&cfg);
+        if fixed.workers != self.fixed.workers {
+            warn!(
+                running = self.fixed.workers,
+                configured = fixed.workers,
+                "daemon.workers changed: it needs a restart (the runtime's threads and the UDP socket sets are sized at start); still running with the old count"
+            );
+        }
+        let others = FixedSettings {
+            workers: self.fixed.workers,
+            ..fixed
+        };
+        if others != self.fixed {
             warn!(
                 "[admin] and daemon.watch_config are read at start only; restart to apply their change"
             );

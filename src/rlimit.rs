@@ -84,7 +84,12 @@ pub fn worst_case(cfg: &Config) -> u64 {
         .admin
         .as_ref()
         .map_or(0, |a| u64::from(a.max_connections) + 1);
-    let sockets = crate::services::Spec::all(cfg).len() as u64;
+    // A udp_echo binds one socket per worker on Linux (`net::reuseport_udp`).
+    let sockets: usize = crate::services::Spec::all(cfg)
+        .iter()
+        .map(|s| s.sockets(cfg.daemon.workers))
+        .sum();
+    let sockets = sockets as u64;
     tcp + admin + sockets + RESERVE
 }
 
@@ -173,7 +178,7 @@ mod tests {
     #[test]
     fn worst_case_counts_every_tcp_limit_the_admin_and_a_reserve() {
         let cfg = crate::config::parse(
-            "[admin]\nlisten = \"127.0.0.1:0\"\nmax_connections = 10\n\
+            "[daemon]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\nmax_connections = 10\n\
              [[tcp_echo]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nmax_connections = 100\n\
              [[tcp_echo]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\nmax_connections = 200\n\
              [[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\n",

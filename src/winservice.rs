@@ -75,9 +75,10 @@ fn service_main(_args: Vec<OsString>) {
         });
     };
     report(ServiceState::Running, 0);
-    let code = match (SOURCE.get(), tokio::runtime::Runtime::new()) {
-        (Some(source), Ok(rt)) => rt.block_on(crate::cli::run_daemon(source.clone())),
-        _ => EXIT_FAILURE,
+    // run_daemon builds its runtime after reading `[daemon] workers`.
+    let code = match SOURCE.get() {
+        Some(source) => crate::cli::run_daemon(source.clone()),
+        None => EXIT_FAILURE,
     };
     report(ServiceState::Stopped, code as u32);
 }

@@ -175,6 +175,7 @@ fn healthz_names_failed_services() {
         local_addr: "127.0.0.1:9".parse().unwrap(),
         error: error.map(Into::into),
         socket: Vec::new(),
+        sockets: 1,
         groups: Vec::new(),
     };
     let state = Arc::new(RwLock::new(vec![

@@ -43,6 +43,11 @@ pub struct DaemonConfig {
     /// signals exactly this daemon. Read at start only. Default: none.
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
+    /// Threads of the async runtime, and sockets per UDP echo service on
+    /// Linux (one SO_REUSEPORT socket each). Read at start only. Default:
+    /// the CPUs this process may run on (affinity and cgroup quota honoured).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
 }
 
 impl Default for DaemonConfig {
@@ -52,6 +57,7 @@ impl Default for DaemonConfig {
             drain_timeout: default_drain_timeout(),
             watch_config: true,
             pid_file: None,
+            workers: default_workers(),
         }
     }
 }
@@ -385,6 +391,15 @@ impl SocketOptions {
 
 fn default_true() -> bool {
     true
+}
+/// Largest `[daemon] workers` accepted (and cap of the default).
+pub const MAX_WORKERS: usize = 1024;
+// Issue 15: `std::thread::available_parallelism` reads sched_getaffinity and
+// the cgroup v1/v2 CPU quota on Linux, so a container limited to 2 CPUs gets 2.
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(5)

@@ -27,6 +27,7 @@ pub mod groups;
 pub mod pktinfo;
 mod raw;
 mod readback;
+pub mod reuseport_udp;
 
 pub use readback::{Applied, read_back};
 

@@ -69,6 +69,11 @@ pub trait Kind:
     fn effective(&self) -> toml::Table {
         toml::Table::try_from(self).unwrap_or_default()
     }
+    /// How many sockets `run` binds for it with `workers` runtime threads: a
+    /// udp_echo's set on Linux (`net::reuseport_udp`), one for the others.
+    fn sockets(&self, _workers: usize) -> usize {
+        1
+    }
     /// Creates and binds its sockets.
     fn bind(&self) -> Result<Self::Bound>;
 }
@@ -84,6 +89,11 @@ pub trait Service: Clone + Send + Sync + 'static {
     fn report(&self) -> Vec<Applied>;
     /// Its socket, for options applied in place on reload.
     fn sock(&self) -> socket2::SockRef<'_>;
+    /// Every socket it receives on (a udp_echo's set): options applied in
+    /// place on reload reach each.
+    fn socks(&self) -> Vec<socket2::SockRef<'_>> {
+        vec![self.sock()]
+    }
     /// The config it runs with.
     fn cfg(&self) -> &Self::Config;
     /// The same socket under a new config.

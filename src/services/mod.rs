@@ -194,6 +194,13 @@ macro_rules! kinds {
                 }
             }
 
+            /// Sockets `run` binds for it with `workers` runtime threads ([`Kind::sockets`]).
+            pub fn sockets(&self, workers: usize) -> usize {
+                match self {
+                    $(Spec::$V(c) => c.sockets(workers),)*
+                }
+            }
+
             /// Its kind, as the config section is named.
             pub fn kind(&self) -> &'static str {
                 match self {
@@ -308,6 +315,14 @@ macro_rules! kinds {
                 }
             }
 
+            /// Sockets the service receives on: a udp_echo's set (one per
+            /// worker on Linux), one for the others.
+            pub fn sockets(&self) -> usize {
+                match self {
+                    $(Bound::$V(b) => Service::socks(b).len(),)*
+                }
+            }
+
             /// The listening socket of a TCP service (reuseport steering during a rebind).
             pub fn tcp_listener(&self) -> Option<socket2::SockRef<'_>> {
                 match self {
@@ -361,7 +376,11 @@ fn reconfigure<S: Service>(b: &S, old: &S::Config) -> Result<()> {
     let role = <S::Config as Kind>::ROLE;
     let new = b.cfg().socket();
     let keys = change::classify(old.socket(), new, role).in_place;
-    change::apply_in_place(b.sock(), b.local_addr(), new, role, &keys)
+    // A socket set (a udp_echo's, one per worker): every socket takes the change.
+    for sock in b.socks() {
+        change::apply_in_place(sock, b.local_addr(), new, role, &keys)?;
+    }
+    Ok(())
 }
 
 impl Spec {

@@ -9,6 +9,11 @@
 //! (`per_source.rs`) is reset at once and counted (`denied`,
 //! `per_source_limit`, `per_source_rate`); the others are unaffected.
 //!
+//! `[daemon] workers` accept loops share the one listener (tokio wakes every
+//! waiting loop; one wins each connection), so accepting is spread over the
+//! runtime's threads; the reload steering of `net::raw` is unchanged, and a
+//! connection costs what it did (the loops are per service, not per connection).
+//!
 //! Reload: a loop stopped to hand its listener over ends at once (the new
 //! loop accepts from the same queue). A loop whose listener is about to close
 //! (removed, replaced, paused, shutdown) first accepts every connection still
@@ -130,23 +135,51 @@ impl Bound {
         // a reload that fails after planning changes nothing.
         self.live.set(&cfg);
         self.pool.resize(cfg.max_connections);
-        let pool = self.pool.clone();
-        let exhausted = ctx.metrics.error_counter("accept_resources");
-        let mut backoff = MIN_BACKOFF;
-        let mut warn_limit = RateLimited::new(Duration::from_secs(5));
-        let mut spare = Spare::open();
         // One copy of what every connection reads, shared: a connection holds only an Arc to it.
         let flood = Flood::new();
-        let gate = Gate::new(&ctx, self.sources.clone(), flood.clone());
+        let gate = Arc::new(Gate::new(&ctx, self.sources.clone(), flood.clone()));
         let shared = Arc::new(tcp_conn::Conn {
             format,
             cfg: cfg.clone(),
             live: self.live.clone(),
             ctx: ctx.clone(),
-            pool: pool.clone(),
+            pool: self.pool.clone(),
             span: Span::current(),
             flood,
         });
+        // `[daemon] workers` accept loops on the one listener: the others in
+        // tasks of their own, so accepting spreads over the runtime's threads
+        // as the connections do. Only the first holds the spare descriptor.
+        let others: Vec<_> = (1..net::reuseport_udp::workers())
+            .map(|_| {
+                let (b, shared, gate) = (self.clone(), shared.clone(), gate.clone());
+                tokio::spawn(
+                    async move { b.accept_loop(&shared, &gate, None).await }.in_current_span(),
+                )
+            })
+            .collect();
+        self.accept_loop(&shared, &gate, Some(Spare::open())).await;
+        for h in others {
+            h.await.context("an accept task of the listener failed")?;
+        }
+        if ctx.stop.reason() != Some(StopReason::HandedOver) {
+            self.accept_backlog(&shared, &gate).await;
+        }
+        Ok(())
+    }
+
+    /// Accepts until `stop`: a permit first, then a connection; resource
+    /// exhaustion spends the spare descriptor (when this loop holds it), then backs off.
+    async fn accept_loop(
+        &self,
+        shared: &Arc<tcp_conn::Conn>,
+        gate: &Gate,
+        mut spare: Option<Spare>,
+    ) {
+        let (ctx, cfg, pool) = (&shared.ctx, &shared.cfg, &self.pool);
+        let exhausted = ctx.metrics.error_counter("accept_resources");
+        let mut backoff = MIN_BACKOFF;
+        let mut warn_limit = RateLimited::new(Duration::from_secs(5));
         loop {
             let permit = tokio::select! {
                 biased;
@@ -161,12 +194,14 @@ impl Bound {
             let (stream, peer) = match accepted {
                 Ok(ok) => {
                     backoff = MIN_BACKOFF;
-                    spare.refill();
+                    if let Some(s) = &mut spare {
+                        s.refill();
+                    }
                     ok
                 }
                 Err(e) if is_resource_exhaustion(&e) => {
                     exhausted.inc();
-                    if spare.release() {
+                    if spare.as_mut().is_some_and(Spare::release) {
                         // The spare descriptor is free now: one more accept can succeed.
                         continue;
                     }
@@ -189,12 +224,8 @@ impl Bound {
             };
             // The connection gives the place back when it ends (tcp_conn::Slot).
             permit.forget();
-            admit(&shared, &gate, stream, peer);
+            admit(shared, gate, stream, peer);
         }
-        if ctx.stop.reason() != Some(StopReason::HandedOver) {
-            self.accept_backlog(&shared, &gate).await;
-        }
-        Ok(())
     }
 
     /// The listener closes after this: accept and serve every connection

@@ -8,6 +8,14 @@
 //! limit. A reply is the request's own bytes, so it is never larger. Errors
 //! from one send or one receive (ICMP port unreachable surfacing as
 //! ECONNREFUSED, WSAECONNRESET on Windows) are counted and the loop goes on.
+//!
+//! On Linux the service is a set of sockets, one per `[daemon] workers`, on
+//! one address (`net::reuseport_udp`: SO_REUSEPORT with a guard program that
+//! spreads sources by port and keeps latecomers out); each socket has its own
+//! receive loop in its own task, all counting into the one service's metrics.
+//! The guards and the rate limit are per socket: a source keeps its socket
+//! as long as it keeps its port, so a source address sending from k ports
+//! may get up to min(k, workers) times `rate_limit.per_source`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::UdpSocket;
-use tracing::debug;
+use tracing::{Instrument, debug};
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -34,23 +42,35 @@ use crate::net::{self, Role};
 #[derive(Clone)]
 pub struct Bound {
     cfg: Arc<UdpEchoConfig>,
-    socket: Arc<UdpSocket>,
+    /// The socket set (one socket unless `net::reuseport_udp` binds more);
+    /// a reload keeps or replaces it whole.
+    sockets: Arc<[Member]>,
     local: SocketAddr,
+}
+
+/// One socket of the set.
+struct Member {
+    /// Shared with delayed fault replies (`faults::udp`), which keep it open.
+    socket: Arc<UdpSocket>,
     /// The socket's kernel drops already counted (Linux), handed over with it.
     #[cfg(target_os = "linux")]
     drops_seen: super::kernel_drops::Seen,
 }
 
 pub fn bind(cfg: &UdpEchoConfig) -> Result<Bound> {
-    let std = net::udp_socket(cfg.listen, &cfg.socket, Role::Udp)?;
-    let socket = UdpSocket::from_std(std).context("register UDP socket with tokio")?;
-    let local = socket.local_addr()?;
+    let mut sockets = Vec::new();
+    for std in net::reuseport_udp::udp_set(cfg.listen, &cfg.socket, Role::Udp)? {
+        sockets.push(Member {
+            socket: Arc::new(UdpSocket::from_std(std).context("register UDP socket with tokio")?),
+            #[cfg(target_os = "linux")]
+            drops_seen: Default::default(),
+        });
+    }
+    let local = sockets[0].socket.local_addr()?;
     Ok(Bound {
         cfg: Arc::new(cfg.clone()),
-        socket: Arc::new(socket),
+        sockets: sockets.into(),
         local,
-        #[cfg(target_os = "linux")]
-        drops_seen: Default::default(),
     })
 }
 
@@ -70,174 +90,207 @@ impl Bound {
         &self.cfg
     }
 
-    pub(crate) fn sock(&self) -> socket2::SockRef<'_> {
-        socket2::SockRef::from(&*self.socket)
+    /// How many sockets the set has (`/services` shows it).
+    pub fn sockets(&self) -> usize {
+        self.sockets.len()
     }
 
+    /// Every socket of the set: a reload's live options apply to each.
+    pub(crate) fn socks(&self) -> impl Iterator<Item = socket2::SockRef<'_>> {
+        self.sockets
+            .iter()
+            .map(|m| socket2::SockRef::from(&m.socket))
+    }
+
+    /// The sockets of a set differ only in the SO_REUSEPORT they all need, so the first speaks for all.
     pub fn report(&self) -> Vec<net::Applied> {
         net::read_back(
-            socket2::SockRef::from(&*self.socket),
+            socket2::SockRef::from(&self.sockets[0].socket),
             self.local.is_ipv6(),
             &self.cfg.socket,
             Role::Udp,
         )
     }
 
+    /// One receive loop per socket of the set, each in a task of its own
+    /// (so the runtime's workers share them). The first loop to fail ends
+    /// the service with its error (the supervisor reports it; the others
+    /// serve on until the service is stopped); otherwise all end on `stop`.
     pub async fn run(self, ctx: ServiceCtx) -> Result<()> {
-        let mut echo = Echo::new(&self.cfg, self.local.port(), &ctx);
+        use futures_util::FutureExt;
+        let loops = (0..self.sockets.len()).map(|i| {
+            let (b, ctx) = (self.clone(), ctx.clone());
+            tokio::spawn(async move { b.run_socket(i, &ctx).await }.in_current_span()).map(
+                move |r| {
+                    r.map_err(|e| {
+                        anyhow::anyhow!("receive task of socket {} of the set failed: {e}", i + 1)
+                    })?
+                },
+            )
+        });
+        futures_util::future::try_join_all(loops).await?;
+        Ok(())
+    }
+
+    async fn run_socket(&self, i: usize, ctx: &ServiceCtx) -> Result<()> {
+        let member = &self.sockets[i];
+        let mut echo = Echo::new(&self.cfg, self.local.port(), ctx);
         #[cfg(target_os = "linux")]
         super::kernel_drops::watch(
-            &*self.socket,
+            &member.socket,
             self.local.is_ipv6(),
-            self.drops_seen.clone(),
+            member.drops_seen.clone(),
             ctx.metrics.drop_counter("receive_buffer_full"),
             ctx.stop.clone(),
         );
         #[cfg(target_os = "linux")]
-        self.run_batched(&ctx, &mut echo).await?;
+        run_batched(&member.socket, &self.cfg, ctx, &mut echo).await?;
         #[cfg(not(target_os = "linux"))]
-        self.run_single(&ctx, &mut echo).await?;
+        run_single(&member.socket, &self.cfg, ctx, &mut echo).await?;
         Ok(())
     }
+}
 
-    /// Linux: up to `BATCH` datagrams per `recvmmsg`, their replies in one `sendmmsg`.
-    #[cfg(target_os = "linux")]
-    async fn run_batched(&self, ctx: &ServiceCtx, echo: &mut Echo) -> Result<()> {
-        let mut batch = udp_mmsg::Batch::new(self.cfg.max_datagram_bytes + 1);
-        let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
-        let mut held = faults::udp::Held::default();
-        loop {
-            // `readable()` takes nothing from tokio's cooperative budget: take one
-            // unit per batch so a flood yields to other tasks instead of owning a worker.
-            tokio::task::consume_budget().await;
-            if ctx.stop.is_cancelled() {
-                break;
-            }
-            // Try the socket first; only an empty one makes us build the select
-            // (whose cancellation waiter takes a lock to register and to drop).
-            let n = match batch.recv(&self.socket) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tokio::select! {
-                        biased;
-                        _ = ctx.stop.cancelled() => break,
-                        r = self.socket.readable() => r.context("wait for datagrams")?,
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    echo.recv_error(&e);
-                    continue;
-                }
-            };
-            replies.clear();
-            let mut bytes = 0;
-            // Faults and journal (issue 16): one relaxed load per batch.
-            let fixture = ctx.fixture.flags();
-            for i in 0..n {
-                let (src, data) = batch.datagram(i);
-                bytes += data.len();
-                if fixture & faults::JOURNAL != 0
-                    && let Some(src) = src
-                {
-                    ctx.fixture.journal.record("in", src, None, data);
-                }
-                if let Some(src) = src
-                    && echo.accept(src, data)
-                {
-                    replies.push(i);
-                }
-            }
-            echo.m.msgs_in.inc_by(n as u64);
-            echo.m.bytes_in.inc_by(bytes as u64);
-            if fixture & faults::FAULTS != 0 {
-                for &i in &replies {
-                    if let (Some(src), data) = batch.datagram(i) {
-                        faults::udp::reply(
-                            &ctx.fixture,
-                            &mut held,
-                            &self.socket,
-                            src,
-                            data,
-                            &echo.m,
-                        );
-                    }
+/// Linux: up to `BATCH` datagrams per `recvmmsg`, their replies in one `sendmmsg`.
+#[cfg(target_os = "linux")]
+async fn run_batched(
+    socket: &Arc<UdpSocket>,
+    cfg: &UdpEchoConfig,
+    ctx: &ServiceCtx,
+    echo: &mut Echo,
+) -> Result<()> {
+    let mut batch = udp_mmsg::Batch::new(cfg.max_datagram_bytes + 1);
+    let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
+    let mut held = faults::udp::Held::default();
+    loop {
+        // `readable()` takes nothing from tokio's cooperative budget: take one
+        // unit per batch so a flood yields to other tasks instead of owning a worker.
+        tokio::task::consume_budget().await;
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        // Try the socket first; only an empty one makes us build the select
+        // (whose cancellation waiter takes a lock to register and to drop).
+        let n = match batch.recv(socket) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::select! {
+                    biased;
+                    _ = ctx.stop.cancelled() => break,
+                    r = socket.readable() => r.context("wait for datagrams")?,
                 }
                 continue;
             }
-            let mut done = 0;
-            while done < replies.len() {
-                match batch.send(&self.socket, &replies[done..]) {
-                    Ok(k) => {
-                        let sent_bytes: usize = replies[done..done + k]
-                            .iter()
-                            .map(|&i| batch.datagram(i).1.len())
-                            .sum();
-                        echo.m.msgs_out.inc_by(k as u64);
-                        echo.m.bytes_out.inc_by(sent_bytes as u64);
-                        done += k;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // Send queue full: these replies are dropped (counted), like a full queue would.
-                        echo.send_full.inc_by((replies.len() - done) as u64);
-                        break;
-                    }
-                    Err(e) => {
-                        let src = batch.datagram(replies[done]).0;
-                        echo.send_error(src, &e);
-                        done += 1;
-                    }
+            Err(e) => {
+                echo.recv_error(&e);
+                continue;
+            }
+        };
+        replies.clear();
+        let mut bytes = 0;
+        // Faults and journal: one relaxed load per batch.
+        let fixture = ctx.fixture.flags();
+        for i in 0..n {
+            let (src, data) = batch.datagram(i);
+            bytes += data.len();
+            if fixture & faults::JOURNAL != 0
+                && let Some(src) = src
+            {
+                ctx.fixture.journal.record("in", src, None, data);
+            }
+            if let Some(src) = src
+                && echo.accept(src, data)
+            {
+                replies.push(i);
+            }
+        }
+        echo.m.msgs_in.inc_by(n as u64);
+        echo.m.bytes_in.inc_by(bytes as u64);
+        if fixture & faults::FAULTS != 0 {
+            for &i in &replies {
+                if let (Some(src), data) = batch.datagram(i) {
+                    faults::udp::reply(&ctx.fixture, &mut held, socket, src, data, &echo.m);
+                }
+            }
+            continue;
+        }
+        let mut done = 0;
+        while done < replies.len() {
+            match batch.send(socket, &replies[done..]) {
+                Ok(k) => {
+                    let sent_bytes: usize = replies[done..done + k]
+                        .iter()
+                        .map(|&i| batch.datagram(i).1.len())
+                        .sum();
+                    echo.m.msgs_out.inc_by(k as u64);
+                    echo.m.bytes_out.inc_by(sent_bytes as u64);
+                    done += k;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Send queue full: these replies are dropped (counted), like a full queue would.
+                    echo.send_full.inc_by((replies.len() - done) as u64);
+                    break;
+                }
+                Err(e) => {
+                    let src = batch.datagram(replies[done]).0;
+                    echo.send_error(src, &e);
+                    done += 1;
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Portable path: one `recv_from` and one `send_to` per datagram.
-    #[cfg_attr(target_os = "linux", allow(dead_code))]
-    async fn run_single(&self, ctx: &ServiceCtx, echo: &mut Echo) -> Result<()> {
-        let mut buf = vec![0u8; self.cfg.max_datagram_bytes + 1];
-        let mut held = faults::udp::Held::default();
-        loop {
-            let received = tokio::select! {
-                biased;
-                _ = ctx.stop.cancelled() => break,
-                r = self.socket.recv_from(&mut buf) => r,
-            };
-            let (n, src) = match received {
-                Ok(ok) => ok,
-                Err(e) => {
-                    echo.recv_error(&e);
-                    continue;
-                }
-            };
-            echo.m.msgs_in.inc();
-            echo.m.bytes_in.inc_by(n as u64);
-            let fixture = ctx.fixture.flags();
-            if fixture & faults::JOURNAL != 0 {
-                ctx.fixture.journal.record("in", src, None, &buf[..n]);
-            }
-            let reply = &mut buf[..n];
-            if !echo.accept(src, reply) {
+/// Portable path: one `recv_from` and one `send_to` per datagram.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+async fn run_single(
+    socket: &Arc<UdpSocket>,
+    cfg: &UdpEchoConfig,
+    ctx: &ServiceCtx,
+    echo: &mut Echo,
+) -> Result<()> {
+    let mut buf = vec![0u8; cfg.max_datagram_bytes + 1];
+    let mut held = faults::udp::Held::default();
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = ctx.stop.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (n, src) = match received {
+            Ok(ok) => ok,
+            Err(e) => {
+                echo.recv_error(&e);
                 continue;
             }
-            if fixture & faults::FAULTS != 0 {
-                faults::udp::reply(&ctx.fixture, &mut held, &self.socket, src, reply, &echo.m);
-                continue;
-            }
-            match self.socket.try_send_to(reply, src) {
-                Ok(_) => {
-                    echo.m.msgs_out.inc();
-                    echo.m.bytes_out.inc_by(n as u64);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    echo.send_full.inc();
-                }
-                Err(e) => echo.send_error(Some(src), &e),
-            }
+        };
+        echo.m.msgs_in.inc();
+        echo.m.bytes_in.inc_by(n as u64);
+        let fixture = ctx.fixture.flags();
+        if fixture & faults::JOURNAL != 0 {
+            ctx.fixture.journal.record("in", src, None, &buf[..n]);
         }
-        Ok(())
+        let reply = &mut buf[..n];
+        if !echo.accept(src, reply) {
+            continue;
+        }
+        if fixture & faults::FAULTS != 0 {
+            faults::udp::reply(&ctx.fixture, &mut held, socket, src, reply, &echo.m);
+            continue;
+        }
+        match socket.try_send_to(reply, src) {
+            Ok(_) => {
+                echo.m.msgs_out.inc();
+                echo.m.bytes_out.inc_by(n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                echo.send_full.inc();
+            }
+            Err(e) => echo.send_error(Some(src), &e),
+        }
     }
+    Ok(())
 }
 
 /// What both receive paths share: the size limit, the guards, the compat
@@ -385,6 +438,9 @@ impl super::Kind for UdpEchoConfig {
     fn bind_addr(&self) -> Option<SocketAddr> {
         Some(self.listen)
     }
+    fn sockets(&self, workers: usize) -> usize {
+        net::reuseport_udp::sockets_with(&self.socket, workers)
+    }
     fn bind(&self) -> Result<Bound> {
         bind(self)
     }
@@ -402,7 +458,10 @@ impl super::Service for Bound {
         Bound::report(self)
     }
     fn sock(&self) -> socket2::SockRef<'_> {
-        Bound::sock(self)
+        socket2::SockRef::from(&*self.sockets[0].socket)
+    }
+    fn socks(&self) -> Vec<socket2::SockRef<'_>> {
+        Bound::socks(self).collect()
     }
     fn cfg(&self) -> &UdpEchoConfig {
         Bound::cfg(self)

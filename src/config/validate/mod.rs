@@ -156,6 +156,18 @@ fn daemon(cfg: &Config, out: &mut Issues) {
             message: "[daemon]: drain_timeout is over 24h; retired connections would be kept almost forever; use at most \"24h\"".into(),
         });
     }
+    if !(1..=MAX_WORKERS).contains(&cfg.daemon.workers) {
+        out.0.push(Issue {
+            kind: None,
+            index: 0,
+            section: "daemon",
+            keys: vec!["workers"],
+            message: format!(
+                "[daemon]: workers = {} is out of range; use 1 to {MAX_WORKERS} (or leave it out for one per CPU this process may use)",
+                cfg.daemon.workers
+            ),
+        });
+    }
 }
 
 /// `[admin]` limits, and its address against the TCP services' (the same
