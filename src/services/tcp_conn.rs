@@ -11,8 +11,10 @@
 //! Writing before reading more is the backpressure: a peer that never reads
 //! stalls only its own connection.
 //!
-//! Hot path: after a read that returned data the socket is tried again at once
-//! (no select, no cancellation waiters); only an empty socket makes us wait.
+//! Hot path: after a read that filled the room offered the socket is tried
+//! again at once (no select, no cancellation waiters); a shorter read drained
+//! it, so it clears tokio's readiness ([`read_some`]) and we wait on epoll
+//! without the `recv` that would only return EAGAIN.
 //! A per-turn cap ([`TURN_READS`], [`TURN_BYTES`]) then yields to the runtime,
 //! so one busy peer cannot starve the others and the timers are still checked.
 //!
@@ -36,8 +38,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
+use bytes::{Buf, BufMut, BytesMut};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{Span, debug, info};
@@ -80,6 +82,37 @@ pub(crate) struct Conn {
     pub span: Span,
     /// Rate limiter of the end-of-connection lines a peer can provoke, shared by the service.
     pub flood: Flood,
+}
+
+/// Reads what the socket holds into the spare room of `buf`; returns the
+/// count and whether the read drained the socket. A read shorter than the room
+/// offered took everything the kernel had, so tokio's read readiness is
+/// cleared with it (the closure reports `WouldBlock` after keeping the bytes):
+/// the next wait parks on epoll instead of paying a `recv` that only returns
+/// EAGAIN. That extra `recv` was one syscall in three under pipelined load
+/// (0.19 syscalls per message against the C echo's 0.13). Clearing is safe:
+/// tokio clears only the readiness tick it handed out, and data that arrives
+/// after our read raises a new edge.
+fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<(usize, bool)> {
+    let mut got = 0;
+    let r = stream.try_io(Interest::READABLE, || {
+        let spare = buf.spare_capacity_mut();
+        let room = spare.len();
+        got = socket2::SockRef::from(stream).recv(spare)?;
+        if got > 0 && got < room {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    let drained = match r {
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => true,
+        Err(e) => return Err(e),
+    };
+    // SAFETY: `recv` initialised the first `got` bytes of the spare capacity,
+    // and `got` is at most its length.
+    unsafe { buf.advance_mut(got) };
+    Ok((got, drained))
 }
 
 /// Why a connection ended.
@@ -278,13 +311,13 @@ impl Conn {
             if buf.capacity() - buf.len() < read_size as usize {
                 buf.reserve(read_size as usize);
             }
-            let n = match stream.try_read_buf(&mut buf) {
-                Ok(0) if buf.is_empty() => {
+            let (n, drained) = match read_some(stream, &mut buf) {
+                Ok((0, _)) if buf.is_empty() => {
                     stream.shutdown().await?;
                     return Ok(if f.draining { End::Drained } else { End::Eof });
                 }
-                Ok(0) => return Ok(End::EofMidFrame { pending: buf.len() }),
-                Ok(n) => n,
+                Ok((0, _)) => return Ok(End::EofMidFrame { pending: buf.len() }),
+                Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !wait {
                         return self.close_at_deadline(stream, buf.len()).await;
@@ -294,7 +327,7 @@ impl Conn {
                 }
                 Err(e) => return Err(e),
             };
-            f.maybe_more = true;
+            f.maybe_more = !drained;
             f.turn_reads += 1;
             f.turn_bytes = f.turn_bytes.saturating_add(n as u32);
             if n == read_size as usize {
