@@ -21,8 +21,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use crate::config::{Keepalive, SocketOptions};
 
 pub mod change;
-pub mod options;
 pub mod groups;
+pub mod options;
 #[cfg(windows)]
 pub mod pktinfo;
 mod raw;
