@@ -151,6 +151,10 @@ impl Bound {
         {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // Announcements keep to a schedule (each due one jittered interval after the
+        // last one was due), so a late wake-up on a starved machine shortens the next
+        // wait instead of stretching every interval: the rate stays the configured one.
+        let mut due = tokio::time::Instant::now();
         loop {
             // Faults (issue 16): `pause` and `loss` skip this one, `jitter_extra` stretches the wait.
             let faulty = ctx.fixture.flags() & faults::FAULTS != 0;
@@ -169,10 +173,16 @@ impl Bound {
             if faulty {
                 delay += faults::broadcast::extra_delay(&ctx.fixture);
             }
+            due += delay;
+            let now = tokio::time::Instant::now();
+            if due + cfg.interval < now {
+                // Stalled for more than an interval: start again from now, no burst to catch up.
+                due = now;
+            }
             tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep_until(due) => {}
             }
         }
         // Goodbye only when this announcer really goes away: not when a reload

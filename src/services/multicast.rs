@@ -56,6 +56,50 @@ pub struct Bound {
     drops_seen: super::kernel_drops::Seen,
 }
 
+/// Counts a datagram of `src` (its first is logged, rate-limited).
+fn count_sender(
+    senders: &mut LruCache<SocketAddr, (u64, u64)>,
+    src: SocketAddr,
+    n: usize,
+    new_sender_log: &mut RateLimited,
+) {
+    let entry = senders.get_or_insert_mut(src, || (0, 0));
+    entry.0 += 1;
+    entry.1 += n as u64;
+    if entry.0 == 1
+        && let Some(suppressed) = new_sender_log.allow()
+    {
+        info!(sender = %src, bytes = n, suppressed, "new sender");
+    }
+    debug!(sender = %src, bytes = n, datagrams = entry.0, "datagram");
+}
+
+/// Sends one echo; a full send queue drops it (counted), an error is counted and logged (rate-limited).
+fn send_echo(
+    socket: &UdpSocket,
+    reply: &[u8],
+    src: SocketAddr,
+    m: &crate::metrics::ServiceMetrics,
+    send_errors: &prometheus_client::metrics::counter::Counter,
+    error_log: &mut RateLimited,
+) {
+    match socket.try_send_to(reply, src) {
+        Ok(_) => {
+            m.msgs_out.inc();
+            m.bytes_out.inc_by(reply.len() as u64);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            m.drop_counter("send_buffer_full").inc();
+        }
+        Err(e) => {
+            send_errors.inc();
+            if let Some(suppressed) = error_log.allow() {
+                debug!(sender = %src, error = %e, suppressed, "echo send error; continuing");
+            }
+        }
+    }
+}
+
 /// Delayed fault replies keep the membership (and so the socket) alive.
 impl faults::udp::Socket for GroupSocket {
     fn udp(&self) -> &UdpSocket {
@@ -218,15 +262,7 @@ impl Bound {
             };
             m.msgs_in.inc();
             m.bytes_in.inc_by(n as u64);
-            let entry = senders.get_or_insert_mut(src, || (0, 0));
-            entry.0 += 1;
-            entry.1 += n as u64;
-            if entry.0 == 1
-                && let Some(suppressed) = new_sender_log.allow()
-            {
-                info!(sender = %src, bytes = n, suppressed, "new sender");
-            }
-            debug!(sender = %src, bytes = n, datagrams = entry.0, "datagram");
+            count_sender(&mut senders, src, n, &mut new_sender_log);
             let fixture = ctx.fixture.flags();
             if fixture & faults::JOURNAL != 0 {
                 let group = Some(cfg.group.to_string());
@@ -243,21 +279,7 @@ impl Bound {
                 faults::udp::reply(&ctx.fixture, &mut held, &self.joined, src, reply, m);
                 continue;
             }
-            match socket.try_send_to(reply, src) {
-                Ok(_) => {
-                    m.msgs_out.inc();
-                    m.bytes_out.inc_by(n as u64);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    m.drop_counter("send_buffer_full").inc();
-                }
-                Err(e) => {
-                    send_errors.inc();
-                    if let Some(suppressed) = error_log.allow() {
-                        debug!(sender = %src, error = %e, suppressed, "echo send error; continuing");
-                    }
-                }
-            }
+            send_echo(socket, reply, src, m, &send_errors, &mut error_log);
         }
         let top: Vec<String> = senders
             .iter()

@@ -214,32 +214,43 @@ async fn run_batched(
             }
             continue;
         }
-        let mut done = 0;
-        while done < replies.len() {
-            match batch.send(socket, &replies[done..]) {
-                Ok(k) => {
-                    let sent_bytes: usize = replies[done..done + k]
-                        .iter()
-                        .map(|&i| batch.datagram(i).1.len())
-                        .sum();
-                    echo.m.msgs_out.inc_by(k as u64);
-                    echo.m.bytes_out.inc_by(sent_bytes as u64);
-                    done += k;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Send queue full: these replies are dropped (counted), like a full queue would.
-                    echo.send_full.inc_by((replies.len() - done) as u64);
-                    break;
-                }
-                Err(e) => {
-                    let src = batch.datagram(replies[done]).0;
-                    echo.send_error(src, &e);
-                    done += 1;
-                }
+        send_replies(socket, &mut batch, &replies, echo);
+    }
+    Ok(())
+}
+
+/// The replies of one batch in as few `sendmmsg` calls as the kernel takes.
+#[cfg(target_os = "linux")]
+fn send_replies(
+    socket: &UdpSocket,
+    batch: &mut udp_mmsg::Batch,
+    replies: &[usize],
+    echo: &mut Echo,
+) {
+    let mut done = 0;
+    while done < replies.len() {
+        match batch.send(socket, &replies[done..]) {
+            Ok(k) => {
+                let sent_bytes: usize = replies[done..done + k]
+                    .iter()
+                    .map(|&i| batch.datagram(i).1.len())
+                    .sum();
+                echo.m.msgs_out.inc_by(k as u64);
+                echo.m.bytes_out.inc_by(sent_bytes as u64);
+                done += k;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Send queue full: these replies are dropped (counted), like a full queue would.
+                echo.send_full.inc_by((replies.len() - done) as u64);
+                break;
+            }
+            Err(e) => {
+                let src = batch.datagram(replies[done]).0;
+                echo.send_error(src, &e);
+                done += 1;
             }
         }
     }
-    Ok(())
 }
 
 /// Portable path: one `recv_from` and one `send_to` per datagram.
