@@ -119,7 +119,14 @@ def generator_cmd(opts, proto, port, spec):
     size, conns, depth, short = spec["size"], spec["conns"], spec["depth"], spec.get("short", False)
     if opts.generator == "c" or short:
         mode = "short" if short else proto
-        tail = [str(size), str(conns)] + ([] if short else [str(depth)]) + [str(ms(opts.duration)), str(ms(opts.warmup))]
+        duration, warmup = ms(opts.duration), ms(opts.warmup)
+        if short:
+            # Every short connection leaves a conntrack entry for 120 s (TIME_WAIT); ~27 k/s
+            # over 3 servers x 3 repetitions x 4 s filled the host's table (262,144 here) and
+            # the kernel then dropped packets of every later cell ("send: Operation not
+            # permitted"). Half a second per run measures the rate as well.
+            duration, warmup = min(duration, 500), min(warmup, 200)
+        tail = [str(size), str(conns)] + ([] if short else [str(depth)]) + [str(duration), str(warmup)]
         return [CGEN, mode, str(port)] + tail
     args = ["-s", str(size), "-c", str(conns)] + (["--pipeline", str(depth)] if proto == "tcp" else ["--window", str(depth), "--sockperf"])
     return [NETSERVD, "bench", f"{proto}://127.0.0.1:{port}", "-d", opts.duration, "--warmup", opts.warmup, "--json", "-q", "--allow-loss"] + args
@@ -424,7 +431,7 @@ def main():
            "measures the generator, so its throughput ratio is shown in parentheses and claims nothing; server CPU per message still compares. "
            "UDP messages carry a sockperf header so that `sockperf server` answers the same generator. \"vs C\" compares with the C baseline of the same cell "
            "(c-epoll for TCP, the faster of c-plain and c-mmsg for UDP); \"CPU efficiency vs C\" is the baseline's server CPU per message divided by this server's (above 1: cheaper than C).", "",
-           f"Generator per cell: `taskset -c {opts.gen_cpu} {GEN_CMD[opts.generator]}`; the short-connection cell always uses `c_gen short PORT 64 8 DURATION_MS WARMUP_MS` "
+           f"Generator per cell: `taskset -c {opts.gen_cpu} {GEN_CMD[opts.generator]}`; the short-connection cell always uses `c_gen short PORT 64 8 500 200` "
            "(8 parallel loops of connect, one frame, its echo, close; source addresses rotate over 127.0.0.2-254). "
            f"Servers, each `taskset -c {opts.server_cpu}`: `netservd run` (one tcp_echo or udp_echo, RUST_LOG=warn), "
            "`bench/c_echo_tcp PORT`, `bench/c_echo_udp plain|mmsg PORT`, `examples/tokio_echo tcp|udp ADDR`, `sockperf server -i 127.0.0.1 -p PORT`.", "",

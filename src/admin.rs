@@ -152,10 +152,13 @@ pub async fn start(
     })
 }
 
-/// `POST /reload`: raises SIGHUP in this process, which the signal stream
+/// `POST /reload` (a write: 403 unless `[admin] control = true`): raises SIGHUP in this process, which the signal stream
 /// turns into a reload exactly as `kill -HUP` would; 202, as the reload runs
 /// after the answer (its outcome is logged and counted in `reloads_total`).
-async fn reload() -> Response {
+async fn reload(Extract(s): Extract<Arc<Shared>>) -> Response {
+    if let Err(refused) = crate::admin_faults::control(&s, "POST /reload") {
+        return refused.into_response();
+    }
     #[cfg(unix)]
     {
         // SAFETY: kill(2) on our own pid with SIGHUP, which `signals` handles.

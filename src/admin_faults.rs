@@ -43,7 +43,7 @@ fn text(status: StatusCode, msg: String) -> Response {
 }
 
 /// A refused request: status and message (small, unlike a `Response`).
-struct Refusal(StatusCode, String);
+pub(crate) struct Refusal(StatusCode, String);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -61,7 +61,7 @@ fn find(s: &Shared, name: &str) -> Result<Arc<Fixture>, Refusal> {
 }
 
 /// 403 unless `[admin] control = true`.
-fn control(s: &Shared, what: &str) -> Result<(), Refusal> {
+pub(crate) fn control(s: &Shared, what: &str) -> Result<(), Refusal> {
     if s.control {
         return Ok(());
     }

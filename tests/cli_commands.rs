@@ -219,18 +219,28 @@ fn reload_finds_the_daemon_by_its_config_path() {
 
 #[cfg(unix)]
 #[test]
-fn admin_post_reload_reloads() {
+fn admin_post_reload_reloads_only_with_control() {
     use std::io::{Read, Write};
+    let post = |admin: std::net::SocketAddr| {
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(
+            b"POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    // A write endpoint: refused unless [admin] control = true (DESIGN, "Limits and access").
     let d = Daemon::start(ECHO_WITH_ADMIN);
-    let admin = common::counters::admin_addr(&d);
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(
-        b"POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    let resp = post(common::counters::admin_addr(&d));
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert!(resp.contains("control = true"), "{resp}");
+    drop(d);
+
+    let d = Daemon::start(&ECHO_WITH_ADMIN.replace("[admin]\n", "[admin]\ncontrol = true\n"));
+    let resp = post(common::counters::admin_addr(&d));
     assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
     assert!(resp.ends_with("reload requested\n"), "{resp}");
     d.wait_log(

@@ -3,7 +3,8 @@
 //! netservd on the host. Tried in order:
 //! 1. the config's `[daemon] pid_file`: SIGHUP to that process, after
 //!    checking it is a live netservd;
-//! 2. its `[admin]` endpoint on a fixed port: `POST /reload`;
+//! 2. its `[admin]` endpoint on a fixed port with `control = true` (the
+//!    endpoint refuses writes otherwise): `POST /reload`;
 //! 3. Linux: the netservd processes whose `run` resolves to the same file
 //!    (their `--config`, `NETSERVD_CONFIG` or `./config.toml`, read from
 //!    /proc); exactly one must match.
@@ -53,7 +54,11 @@ async fn reload(source: &ConfigSource, cfg: &crate::config::Config) -> Result<St
             path.display()
         ));
     }
-    if let Some(admin) = cfg.admin.as_ref().filter(|a| a.listen.port() != 0) {
+    if let Some(admin) = cfg
+        .admin
+        .as_ref()
+        .filter(|a| a.listen.port() != 0 && a.control)
+    {
         let token = match &admin.token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)

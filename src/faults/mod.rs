@@ -397,16 +397,7 @@ pub struct FileSettings<'a> {
 
 /// The faults and journal size `spec`'s file gives it.
 pub fn file_settings(spec: &crate::services::Spec) -> FileSettings<'_> {
-    use crate::services::Spec;
-    let (faults, journal) = match spec {
-        Spec::TcpEcho(c) => (Faults::Tcp(c.faults.clone().unwrap_or_default()), c.journal),
-        Spec::UdpEcho(c) => (Faults::Udp(c.faults.clone().unwrap_or_default()), c.journal),
-        Spec::Broadcast(c) => (
-            Faults::Broadcast(c.faults.clone().unwrap_or_default()),
-            c.journal,
-        ),
-        Spec::Multicast(c) => (Faults::Udp(c.faults.clone().unwrap_or_default()), c.journal),
-    };
+    let (faults, journal) = spec.fixture();
     FileSettings {
         name: spec.name(),
         kind: spec.kind(),

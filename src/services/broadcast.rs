@@ -383,6 +383,10 @@ impl super::Kind for BroadcastConfig {
     fn bind_addr(&self) -> Option<SocketAddr> {
         self.bind.filter(|a| a.port() != 0)
     }
+    fn fixture(&self) -> (crate::faults::Faults, usize) {
+        let faults = self.faults.clone().unwrap_or_default();
+        (crate::faults::Faults::Broadcast(faults), self.journal)
+    }
     fn bind(&self) -> Result<Bound> {
         bind(self)
     }

@@ -74,6 +74,9 @@ pub trait Kind:
     fn sockets(&self, _workers: usize) -> usize {
         1
     }
+    /// The faults and journal size its file gives it (`[SECTION.faults]`,
+    /// `journal`): the supervisor's starting point for its live fixture.
+    fn fixture(&self) -> (crate::faults::Faults, usize);
     /// Creates and binds its sockets.
     fn bind(&self) -> Result<Self::Bound>;
 }

@@ -194,6 +194,13 @@ macro_rules! kinds {
                 }
             }
 
+            /// Its faults and journal size from the file ([`Kind::fixture`]).
+            pub fn fixture(&self) -> (crate::faults::Faults, usize) {
+                match self {
+                    $(Spec::$V(c) => c.fixture(),)*
+                }
+            }
+
             /// Sockets `run` binds for it with `workers` runtime threads ([`Kind::sockets`]).
             pub fn sockets(&self, workers: usize) -> usize {
                 match self {

@@ -353,6 +353,10 @@ impl super::Kind for MulticastConfig {
     fn bind_addr(&self) -> Option<SocketAddr> {
         Some(SocketAddr::new(self.group, self.port))
     }
+    fn fixture(&self) -> (crate::faults::Faults, usize) {
+        let faults = self.faults.clone().unwrap_or_default();
+        (crate::faults::Faults::Udp(faults), self.journal)
+    }
     fn bind(&self) -> Result<Bound> {
         bind(self)
     }

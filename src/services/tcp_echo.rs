@@ -477,6 +477,10 @@ impl super::Kind for TcpEchoConfig {
         );
         t
     }
+    fn fixture(&self) -> (crate::faults::Faults, usize) {
+        let faults = self.faults.clone().unwrap_or_default();
+        (crate::faults::Faults::Tcp(faults), self.journal)
+    }
     fn bind(&self) -> Result<Bound> {
         bind(self)
     }

@@ -452,6 +452,10 @@ impl super::Kind for UdpEchoConfig {
     fn sockets(&self, workers: usize) -> usize {
         net::reuseport_udp::sockets_with(&self.socket, workers)
     }
+    fn fixture(&self) -> (crate::faults::Faults, usize) {
+        let faults = self.faults.clone().unwrap_or_default();
+        (crate::faults::Faults::Udp(faults), self.journal)
+    }
     fn bind(&self) -> Result<Bound> {
         bind(self)
     }
