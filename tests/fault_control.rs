@@ -189,8 +189,10 @@ fn cli_fault_and_journal_commands() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["latency"], "20ms");
     assert_eq!(v["seed"], 1);
-    let (code, out, _) = netservd(&["fault", "echo", "--admin", &admin], None);
-    assert_eq!(code, 0);
+    // --admin takes a host name too (a compose service name, as in docker/scenario.sh).
+    let by_name = format!("localhost:{}", counters::admin_addr(&d).port());
+    let (code, out, err) = netservd(&["fault", "echo", "--admin", &by_name], None);
+    assert_eq!(code, 0, "{err}");
     assert!(out.contains(r#""corrupt":0.5"#), "{out}");
     let (code, out, err) = netservd(&["fault", "echo", "--clear", "--admin", &admin], None);
     assert_eq!((code, out.trim()), (0, "{}"), "{err}");

@@ -6,7 +6,6 @@
 //! `--token-file`, else from the config's `[admin]` table (as `netservd
 //! reload` finds them). Prints the faults now in force as JSON.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,9 +18,9 @@ use crate::{EXIT_FAILURE, EXIT_OK};
 /// Where the admin endpoint is and how to authenticate; shared with `journal`.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct AdminArgs {
-    /// Admin endpoint address; default: [admin] listen of the config.
-    #[arg(long)]
-    pub admin: Option<SocketAddr>,
+    /// Admin endpoint, HOST:PORT (a name such as a compose service resolves); default: [admin] listen of the config.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin: Option<String>,
     /// File with the bearer token; default: [admin] token_file of the config.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
@@ -154,7 +153,8 @@ pub async fn run(a: Args) -> i32 {
 
 /// The admin endpoint a client command talks to.
 pub struct Admin {
-    pub addr: SocketAddr,
+    /// HOST:PORT, resolved at each connect (a container's address may change).
+    pub addr: String,
     token: Option<String>,
 }
 
@@ -174,9 +174,9 @@ impl Admin {
                 }
             }
         };
-        let addr = match (a.admin, &cfg) {
-            (Some(addr), _) => addr,
-            (None, Some(c)) if c.listen.port() != 0 => c.listen,
+        let addr = match (&a.admin, &cfg) {
+            (Some(addr), _) => addr.clone(),
+            (None, Some(c)) if c.listen.port() != 0 => c.listen.to_string(),
             _ => bail!(
                 "no admin endpoint: pass --admin ADDR, or use a config with [admin] listen on a fixed port"
             ),
@@ -200,7 +200,7 @@ impl Admin {
     /// One request over a fresh HTTP/1.1 connection; the body of a 2xx
     /// answer, else an error quoting the status and the daemon's message.
     pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<String> {
-        let addr = self.addr;
+        let addr = self.addr.as_str();
         let auth = self
             .token
             .as_ref()
