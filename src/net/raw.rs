@@ -138,6 +138,20 @@ pub fn udp_connreset_off(sock: &Socket) -> io::Result<()> {
 /// and the kernel falls back to its hash, which picks that socket.
 #[cfg(target_os = "linux")]
 pub fn steer_to_newest(sock: &Socket) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 1,
+    }];
+    attach_reuseport_cbpf(sock, &mut code)
+}
+
+/// Attaches a classic BPF program that picks the socket of this socket's
+/// SO_REUSEPORT group (SO_ATTACH_REUSEPORT_CBPF): the TCP steering above and
+/// the UDP socket sets' guard (`reuseport_udp`).
+#[cfg(target_os = "linux")]
+pub fn attach_reuseport_cbpf(sock: &Socket, code: &mut [libc::sock_filter]) -> io::Result<()> {
     // asm-generic/socket.h; the architectures with their own numbering are not steered.
     #[cfg(any(
         target_arch = "x86_64",
@@ -155,17 +169,11 @@ pub fn steer_to_newest(sock: &Socket) -> io::Result<()> {
         target_arch = "riscv64"
     )))]
     return Err(io::Error::from(io::ErrorKind::Unsupported));
-    let mut code = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: 1,
-    }];
     let prog = libc::sock_fprog {
         len: code.len() as u16,
         filter: code.as_mut_ptr(),
     };
-    // `prog` and the one instruction it points to outlive the call.
+    // `prog` and the instructions it points to outlive the call; the kernel copies them.
     set_value(sock, libc::SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog)
 }
 

@@ -114,10 +114,6 @@ fn bind_set(
     Ok(set)
 }
 
-/// SO_ATTACH_REUSEPORT_CBPF (asm-generic/socket.h; x86, arm, riscv share it).
-#[cfg(target_os = "linux")]
-const SO_ATTACH_REUSEPORT_CBPF: i32 = 51;
-
 /// The guard: `A = source port; A %= n; return A`. For UDP the program's
 /// data starts at the payload, so the port is read relative to the network
 /// header (SKF_NET_OFF): at 20 for IPv4 without options, 40 for IPv6 without
@@ -141,28 +137,7 @@ fn guard_program(v6: bool, n: usize) -> [libc::sock_filter; 3] {
 
 #[cfg(target_os = "linux")]
 fn attach_guard(sock: &socket2::Socket, v6: bool, n: usize) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut code = guard_program(v6, n);
-    let prog = libc::sock_fprog {
-        len: code.len() as u16,
-        filter: code.as_mut_ptr(),
-    };
-    // SAFETY: the descriptor is live; `prog` and the instructions it points
-    // to outlive the call, and the kernel copies them before returning.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&prog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    super::raw::attach_reuseport_cbpf(sock, &mut guard_program(v6, n))
 }
 
 #[cfg(all(test, target_os = "linux"))]
