@@ -60,6 +60,12 @@ C
 fi
 
 phase "tests under Wine (windows-gnu)"
+# One persistent wineserver for every test binary: by default it exits a few
+# seconds after its last client, and a binary starting in that moment dies
+# with "wine client error: recvmsg: Connection reset by peer" before its
+# first test (a CI run lost the reload tests that way). The runner reruns a
+# binary once if that still happens (.ci/wine-runner.sh).
+/usr/lib/wine/wineserver -p
 # Two test threads: Wine's process start-up is slow and the integration tests
 # each start a daemon. Skipped here, not on real Windows: tests that rely on a
 # bind failing, which Wine lets succeed (a UDP bind to an address the host does
@@ -75,7 +81,7 @@ wine_skip=(--skip bind_failures_exit_1_naming_service_address_and_cause
 timeout -k 30 "${WINE_TEST_TIMEOUT_S:-900}" \
   "${WINCARGO[@]}" test "$BUILD_STD" --target x86_64-pc-windows-gnu --locked --no-fail-fast \
   --config "target.x86_64-pc-windows-gnu.linker='x86_64-w64-mingw32-gcc'" \
-  --config "target.x86_64-pc-windows-gnu.runner='/usr/lib/wine/wine64'" \
+  --config "target.x86_64-pc-windows-gnu.runner='$PWD/.ci/wine-runner.sh'" \
   -- --test-threads="${WINE_TEST_THREADS:-2}" "${wine_skip[@]}"
 /usr/lib/wine/wineserver -k 2>/dev/null || true
 
