@@ -20,6 +20,9 @@ pub struct AllocStats {
     pub mapped: u64,
     /// Bytes kept mapped but returned to the allocator's free lists (`stats.retained`).
     pub retained: u64,
+    /// Size of one TCP echo connection's task future (0 before the first
+    /// accept): what every idle connection holds besides its socket registration.
+    pub tcp_connection_future: u64,
 }
 
 /// The current counters, or `None` without jemalloc or when its stats cannot be read.
@@ -34,6 +37,7 @@ pub fn read() -> Option<AllocStats> {
         resident: stats::resident::read().ok()? as u64,
         mapped: stats::mapped::read().ok()? as u64,
         retained: stats::retained::read().ok()? as u64,
+        tcp_connection_future: crate::services::tcp_echo::connection_future_bytes() as u64,
     })
 }
 

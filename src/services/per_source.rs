@@ -23,8 +23,9 @@ use crate::config::TcpEchoConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKey {
     V4(u32),
-    /// The address with the bits past the prefix cleared.
-    V6(u128),
+    /// The address with the bits past the prefix cleared. Bytes, not a
+    /// `u128`: its 16-byte alignment would pad every idle connection's future.
+    V6([u8; 16]),
 }
 
 /// Sources remembered with no open connection, past which idle entries are swept.
@@ -77,7 +78,7 @@ impl SourceKey {
                 None => {
                     let bits = u32::from(prefix_v6.min(128));
                     let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-                    SourceKey::V6(u128::from(v6) & mask)
+                    SourceKey::V6((u128::from(v6) & mask).to_be_bytes())
                 }
             },
         }

@@ -35,13 +35,16 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFuture;
 use tracing::{Span, debug, info};
 
 use super::ServiceCtx;
@@ -115,6 +118,23 @@ fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<(usize, bool)
     Ok((got, drained))
 }
 
+/// Writes what the socket buffer takes now, without waiting: the count (0
+/// when it is full).
+fn try_write(stream: &TcpStream, out: &[u8]) -> io::Result<usize> {
+    match stream.try_write(out) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// What woke a waiting connection, in the order [`Conn::wait`] looks.
+enum Woke {
+    Cancelled,
+    Timer,
+    Readable,
+}
+
 /// Why a connection ended.
 enum End {
     /// Peer closed at a frame boundary; we echoed everything and shut down our side.
@@ -144,6 +164,10 @@ enum End {
 struct Flow {
     /// Finishing: take what arrived, then close at a frame boundary.
     draining: bool,
+    /// The connection's cancellation waiter watches `abort` (after draining began), not `drain`.
+    watching_abort: bool,
+    /// That waiter holds this task's waker: a wake-up need only check the token.
+    registered: bool,
     /// The deadline passed: take what already arrived, then close (or reset mid-frame).
     deadline: bool,
     /// One timer, reset lazily: activity only records a time; when the
@@ -156,8 +180,37 @@ struct Flow {
     /// Reads and bytes taken on that fast path since this connection last yielded.
     turn_reads: u32,
     turn_bytes: u32,
+    /// The next read's size: grows from [`MIN_READ`] to [`MAX_READ`] while reads come back full.
+    read_size: u32,
     /// Frames echoed on the faults path (`close_after_frames` and the like count these).
     seen: u64,
+}
+
+/// What the wait step of [`Conn::echo`] decided before waiting.
+enum Plan {
+    /// No wait: this step now.
+    Go(Step),
+    /// Yield to the runtime first (the per-turn cap), then park or read.
+    Wait { yield_first: bool, park: bool },
+}
+
+/// What [`Conn::echo_frames`] could do without waiting.
+enum Echoed {
+    /// Everything; the connection ends if this says so.
+    Done(Option<End>),
+    /// It has to wait: [`Conn::echo_later`] finishes.
+    Later(Later),
+}
+
+/// Where [`Conn::echo_frames`] stopped: `complete` bytes (`frames` frames)
+/// to echo, `written` of them already out; `faulty`: faults or a journal
+/// take the frame-by-frame path; `bad`: a header past them is oversized.
+struct Later {
+    complete: usize,
+    frames: u64,
+    written: usize,
+    bad: bool,
+    faulty: bool,
 }
 
 /// What the wait step of [`Conn::echo`] found.
@@ -173,44 +226,65 @@ enum Step {
 
 impl Conn {
     /// Serves one accepted connection to its end. The accept loop took one of
-    /// `permits` for it and forgot it; it is given back when this ends.
+    /// `permits` for it and forgot it; it is given back when this ends, and
+    /// so is `held` (its places under the per-source and descriptor limits).
     /// `in_span`: the task runs in a span of its own, so the end is logged there.
     ///
     /// Every byte of this future is paid by every idle connection (the task
     /// is rounded up to 128 B): locals that live across an `.await` are kept
     /// few on purpose, and the peer's address is asked of the socket when logged.
-    pub async fn serve(self: Arc<Self>, mut stream: TcpStream, in_span: bool) {
-        let _slot = Slot(&self.pool);
-        if self.ctx.fixture.flags() & crate::faults::FAULTS != 0
-            && faults::tcp::refuse(&self.ctx.fixture)
-        {
-            net::reset_on_close(&stream);
-            return;
-        }
-        self.ctx.metrics.active.inc();
-        let end = self.echo(&mut stream).await;
-        let _entered = (!in_span).then(|| self.span.enter());
-        self.ctx.metrics.active.dec();
-        let lingering = matches!(
-            end,
-            Ok(End::Drained
-                | End::TooLarge(_)
-                | End::IdleTimeout
-                | End::FrameTimeout { .. }
-                | End::FaultClose)
-        );
-        self.log_end(&stream, end);
-        if lingering {
-            // Boxed: only closing connections pay for its state.
-            Box::pin(linger(&mut stream)).await;
-        }
-        // A non-zero SO_LINGER makes close() block until the data is sent or
-        // the linger time passes, even on a non-blocking socket (Linux): never
-        // on a runtime worker.
-        if self.cfg.socket.linger.is_some_and(|d| !d.is_zero())
-            && let Ok(std) = stream.into_std()
-        {
-            tokio::task::spawn_blocking(move || drop(std));
+    /// Two layouts rustc does not overlap cost a copy each, so neither is used:
+    /// an `async fn` keeps its arguments twice (as passed, and as the body's
+    /// bindings: rust-lang/rust#62958), hence an `async move` block that
+    /// uses its captures in place; and a wrapping `async fn` that takes this
+    /// future and awaits it would keep it twice, hence `held` is passed in.
+    /// Together they took an idle connection from 920 B to 1.8 KiB.
+    pub fn serve(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        held: impl Send,
+        in_span: bool,
+    ) -> impl Future<Output = ()> + Send {
+        // Made before the block, so a task dropped before its first poll
+        // gives its place back too; `held` and `stream` are used in place.
+        let conn = Slot(self);
+        async move {
+            if conn.ctx.fixture.flags() & crate::faults::FAULTS != 0
+                && faults::tcp::refuse(&conn.ctx.fixture)
+            {
+                net::reset_on_close(&stream);
+                return;
+            }
+            conn.ctx.metrics.active.inc();
+            let end = conn.echo(&mut stream).await;
+            let lingering = matches!(
+                end,
+                Ok(End::Drained
+                    | End::TooLarge(_)
+                    | End::IdleTimeout
+                    | End::FrameTimeout { .. }
+                    | End::FaultClose)
+            );
+            {
+                // Entered only for these lines: a span held entered across an
+                // await would stay entered on the thread for whatever runs next.
+                let _entered = (!in_span).then(|| conn.span.enter());
+                conn.ctx.metrics.active.dec();
+                conn.log_end(&stream, end);
+            }
+            if lingering {
+                // Boxed: only closing connections pay for its state.
+                Box::pin(linger(&mut stream)).await;
+            }
+            // A non-zero SO_LINGER makes close() block until the data is sent or
+            // the linger time passes, even on a non-blocking socket (Linux): never
+            // on a runtime worker.
+            if conn.cfg.socket.linger.is_some_and(|d| !d.is_zero())
+                && let Ok(std) = stream.into_std()
+            {
+                tokio::task::spawn_blocking(move || drop(std));
+            }
+            drop(held);
         }
     }
 
@@ -270,23 +344,35 @@ impl Conn {
         }
     }
 
+    /// The connection's loop. Every byte of its state is paid by every idle
+    /// connection, so the steps are plain functions and the only awaits
+    /// here are small: the wait itself (a `poll_fn` over references), a
+    /// yield, a shutdown; whatever else can wait is boxed where it starts.
     async fn echo(&self, stream: &mut TcpStream) -> io::Result<End> {
         // Settings and handles are read through `self` where used rather than
         // copied into locals, which would live in the future across every await.
         let mut buf = BytesMut::new();
-        let mut read_size = MIN_READ as u32;
         let mut f = Flow {
             draining: self.ctx.drain.is_cancelled(),
             deadline: false,
+            watching_abort: false,
+            registered: false,
             last_activity: Instant::now(),
             frame_started: None,
             maybe_more: false,
             turn_reads: 0,
             turn_bytes: 0,
+            read_size: MIN_READ as u32,
             seen: 0,
         };
         let timer = tokio::time::sleep(self.live.idle_timeout());
         tokio::pin!(timer);
+        // One cancellation waiter for the connection's life, not one per wait
+        // (each new one takes the token's lock to register and again to leave):
+        // `drain` until draining begins, then `abort`. `drain` is a child of
+        // `abort` (daemon.rs), so watching `drain` first misses nothing.
+        let watch = self.ctx.drain.cancelled();
+        tokio::pin!(watch);
 
         loop {
             if buf.is_empty() {
@@ -296,20 +382,40 @@ impl Conn {
                     buf = BytesMut::new();
                 }
             }
+            if f.draining && !f.watching_abort {
+                watch.set(self.ctx.abort.cancelled());
+                (f.watching_abort, f.registered) = (true, false);
+            }
             // When draining with nothing pending, or past the deadline, we only
             // take what already arrived.
             let wait = !(f.deadline || (f.draining && buf.is_empty()));
-            match self
-                .wait(stream, &mut f, timer.as_mut(), wait, buf.len())
-                .await?
-            {
+            let step = match self.plan(&mut f, wait) {
+                Plan::Go(step) => step,
+                Plan::Wait { yield_first, park } => {
+                    if yield_first {
+                        // Per-turn cap: this connection had its share; let the others run.
+                        tokio::task::yield_now().await;
+                    }
+                    (f.turn_reads, f.turn_bytes) = (0, 0);
+                    if park {
+                        let woke = std::future::poll_fn(|cx| {
+                            self.poll_wake(cx, stream, &mut f, timer.as_mut(), watch.as_mut())
+                        });
+                        let woke = woke.await?;
+                        self.on_wake(woke, &mut f, timer.as_mut(), buf.len())
+                    } else {
+                        Step::Read
+                    }
+                }
+            };
+            match step {
                 Step::Read => {}
                 Step::Again => continue,
                 Step::End(end) => return Ok(end),
                 Step::AtDeadline => return self.close_at_deadline(stream, buf.len()).await,
             }
-            if buf.capacity() - buf.len() < read_size as usize {
-                buf.reserve(read_size as usize);
+            if buf.capacity() - buf.len() < f.read_size as usize {
+                buf.reserve(f.read_size as usize);
             }
             let (n, drained) = match read_some(stream, &mut buf) {
                 Ok((0, _)) if buf.is_empty() => {
@@ -330,43 +436,41 @@ impl Conn {
             f.maybe_more = !drained;
             f.turn_reads += 1;
             f.turn_bytes = f.turn_bytes.saturating_add(n as u32);
-            if n == read_size as usize {
-                read_size = (read_size * 2).min(MAX_READ as u32);
+            if n == f.read_size as usize {
+                f.read_size = (f.read_size * 2).min(MAX_READ as u32);
             }
             f.last_activity = Instant::now();
             self.ctx.metrics.bytes_in.inc_by(n as u64);
-            if let Some(end) = self
-                .after_read(stream, &mut buf, &mut f, timer.as_mut())
-                .await?
-            {
+            let end = match self.echo_frames(stream, &mut buf, &mut f)? {
+                Echoed::Done(end) => end,
+                // Boxed: only a connection that has to wait pays for that state.
+                Echoed::Later(later) => {
+                    Box::pin(self.echo_later(stream, &mut buf, &mut f, later)).await?
+                }
+            };
+            if let Some(end) = end {
                 return Ok(end);
             }
+            self.arm_frame_timer(&buf, &mut f, timer.as_mut());
         }
     }
 
-    /// The wait step of [`Self::echo`]: on the fast path (the last read
-    /// returned data) only the cancellation flags are checked; past the
-    /// deadline or draining idle, the per-turn cap decides; otherwise we
-    /// wait for data, a cancellation or the timer.
-    async fn wait(
-        &self,
-        stream: &TcpStream,
-        f: &mut Flow,
-        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
-        wait: bool,
-        pending: usize,
-    ) -> io::Result<Step> {
+    /// The wait step of [`Self::echo`], before it waits: on the fast path
+    /// (the last read returned data) only the cancellation flags are checked;
+    /// past the deadline or draining idle, the per-turn cap decides;
+    /// otherwise the connection parks.
+    fn plan(&self, f: &mut Flow, wait: bool) -> Plan {
         let fast = wait && f.maybe_more && f.turn_reads < TURN_READS && f.turn_bytes < TURN_BYTES;
         if fast {
             if self.ctx.abort.is_cancelled() {
                 f.deadline = true;
-                return Ok(Step::Again);
+                return Plan::Go(Step::Again);
             }
             if !f.draining && self.ctx.drain.is_cancelled() {
                 f.draining = true;
-                return Ok(Step::Again);
+                return Plan::Go(Step::Again);
             }
-            return Ok(Step::Read);
+            return Plan::Go(Step::Read);
         }
         if !wait {
             // We take only what already arrived, but a peer that keeps sending
@@ -378,99 +482,208 @@ impl Conn {
             }
             if f.turn_reads >= TURN_READS || f.turn_bytes >= TURN_BYTES {
                 if f.deadline {
-                    return Ok(Step::AtDeadline);
+                    return Plan::Go(Step::AtDeadline);
                 }
-                tokio::task::yield_now().await;
-                (f.turn_reads, f.turn_bytes) = (0, 0);
+                return Plan::Wait {
+                    yield_first: true,
+                    park: false,
+                };
             }
-            return Ok(Step::Read);
+            return Plan::Go(Step::Read);
         }
-        if f.maybe_more {
-            // Per-turn cap: this connection had its share; let the others run.
-            tokio::task::yield_now().await;
+        Plan::Wait {
+            yield_first: f.maybe_more,
+            park: true,
         }
-        (f.turn_reads, f.turn_bytes) = (0, 0);
-        tokio::select! {
-            biased;
-            // One cancellation waiter at a time (each costs memory on every idle
-            // connection): `drain` is a child of `abort` (daemon.rs), so before
-            // draining `drain` is the one to watch.
-            _ = if f.draining { &self.ctx.abort } else { &self.ctx.drain }.cancelled() => {
+    }
+
+    /// Polls what a parked connection waits for, in priority order (a
+    /// cancellation, the timer, data). `watch` is polled until it holds this
+    /// task's waker; after that a wake-up only checks the token's flag.
+    fn poll_wake(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        stream: &TcpStream,
+        f: &mut Flow,
+        timer: Pin<&mut tokio::time::Sleep>,
+        watch: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Poll<io::Result<Woke>> {
+        let cancelled = if f.registered {
+            if f.watching_abort {
+                &self.ctx.abort
+            } else {
+                &self.ctx.drain
+            }
+            .is_cancelled()
+        } else {
+            let ready = watch.poll(cx).is_ready();
+            f.registered = !ready;
+            ready
+        };
+        if cancelled {
+            return Poll::Ready(Ok(Woke::Cancelled));
+        }
+        if timer.poll(cx).is_ready() {
+            return Poll::Ready(Ok(Woke::Timer));
+        }
+        // poll_read_ready keeps the waker in the socket's own slot; the
+        // `readable()` future would add ~150 B to every idle connection.
+        stream.poll_read_ready(cx).map_ok(|()| Woke::Readable)
+    }
+
+    /// What a parked connection does with what woke it.
+    fn on_wake(
+        &self,
+        woke: Woke,
+        f: &mut Flow,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+        pending: usize,
+    ) -> Step {
+        match woke {
+            Woke::Cancelled => {
                 if f.draining {
                     f.deadline = true;
                 }
                 f.draining = true;
-                Ok(Step::Again)
+                Step::Again
             }
-            _ = &mut timer => {
+            Woke::Timer => {
                 let (idle, frame_timeout) = (self.live.idle_timeout(), self.live.frame_timeout());
                 let now = Instant::now();
                 if f.frame_started.is_some_and(|t| now >= t + frame_timeout) {
-                    return Ok(Step::End(End::FrameTimeout { pending }));
+                    return Step::End(End::FrameTimeout { pending });
                 }
                 if now >= f.last_activity + idle {
-                    return Ok(Step::End(End::IdleTimeout));
+                    return Step::End(End::IdleTimeout);
                 }
-                let next = f.frame_started.map_or(f.last_activity + idle, |t| (t + frame_timeout).min(f.last_activity + idle));
+                let next = f.frame_started.map_or(f.last_activity + idle, |t| {
+                    (t + frame_timeout).min(f.last_activity + idle)
+                });
                 timer.as_mut().reset(next);
-                Ok(Step::Again)
+                Step::Again
             }
-            // poll_read_ready keeps the waker in the socket's own slot; the
-            // `readable()` future would add ~150 B to every idle connection.
-            r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => r.map(|()| Step::Read),
+            Woke::Readable => Step::Read,
         }
     }
 
     /// The echo step of [`Self::echo`]: writes back the complete frames at
-    /// the front of `buf`, then ends the connection on an oversized header
-    /// or arms the frame timer for a partial frame.
-    async fn after_read(
+    /// the front of `buf`, or ends the connection on an oversized header.
+    /// The usual case, where the socket buffer takes every byte at once,
+    /// waits for nothing; what has to wait (a full socket buffer, faults or
+    /// a journal) is handed to [`Self::echo_later`].
+    fn echo_frames(
+        &self,
+        stream: &TcpStream,
+        buf: &mut BytesMut,
+        f: &mut Flow,
+    ) -> io::Result<Echoed> {
+        let format = self.format_now();
+        let scan = format.scan(buf);
+        let (complete, frames, bad) = (scan.complete, scan.frames, scan.error.is_some());
+        if complete > 0 {
+            self.ctx.metrics.msgs_in.inc_by(frames);
+            // The one check a service without faults or journal pays (one relaxed load).
+            if self.ctx.fixture.flags() != 0 {
+                return Ok(Echoed::Later(Later {
+                    complete,
+                    frames,
+                    written: 0,
+                    bad,
+                    faulty: true,
+                }));
+            }
+            let written = try_write(stream, &buf[..complete])?;
+            if written < complete {
+                return Ok(Echoed::Later(Later {
+                    complete,
+                    frames,
+                    written,
+                    bad,
+                    faulty: false,
+                }));
+            }
+        }
+        Ok(Echoed::Done(self.echoed(buf, f, complete, frames, bad)))
+    }
+
+    /// The rest of [`Self::echo_frames`] where it had to wait.
+    async fn echo_later(
         &self,
         stream: &mut TcpStream,
         buf: &mut BytesMut,
         f: &mut Flow,
-        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        l: Later,
     ) -> io::Result<Option<End>> {
-        let format = FrameFormat {
-            max_frame: self.live.max_frame(),
-            ..self.format
-        };
-        let scan = format.scan(buf);
-        // Only this much of the scan lives across the write: its error is found again after.
-        let (complete, frames, bad) = (scan.complete, scan.frames, scan.error.is_some());
+        let Later {
+            complete,
+            frames,
+            written,
+            bad,
+            faulty,
+        } = l;
+        if faulty {
+            let format = self.format_now();
+            if let Some(end) = self
+                .echo_faulty(stream, &format, &mut buf[..complete], f)
+                .await?
+            {
+                return Ok(Some(end));
+            }
+            // echo_faulty counted its own echoes.
+            return Ok(self.echoed(buf, f, complete, 0, bad));
+        }
+        if let Some(end) = self.write_rest(stream, &buf[written..complete]).await? {
+            return Ok(Some(end));
+        }
+        // The peer took our bytes after a wait: that is activity too.
+        f.last_activity = Instant::now();
+        Ok(self.echoed(buf, f, complete, frames, bad))
+    }
+
+    /// The frames at the front of `buf` went out: count `frames` of them
+    /// (`complete` bytes), drop them, and end the connection if the next
+    /// header declares an oversized frame.
+    fn echoed(
+        &self,
+        buf: &mut BytesMut,
+        f: &mut Flow,
+        complete: usize,
+        frames: u64,
+        bad: bool,
+    ) -> Option<End> {
         if complete > 0 {
-            let m = &self.ctx.metrics;
-            m.msgs_in.inc_by(frames);
-            // The one check a service without faults or journal pays (one relaxed load).
-            if self.ctx.fixture.flags() != 0 {
-                let out = &mut buf[..complete];
-                if let Some(end) = Box::pin(self.echo_faulty(stream, &format, out, f)).await? {
-                    return Ok(Some(end));
-                }
-            } else {
-                if let Some(end) = self
-                    .write_back(stream, &buf[..complete], &mut f.last_activity)
-                    .await?
-                {
-                    return Ok(Some(end));
-                }
+            if frames > 0 {
+                let m = &self.ctx.metrics;
                 m.msgs_out.inc_by(frames);
                 m.bytes_out.inc_by(complete as u64);
             }
             buf.advance(complete);
             f.frame_started = None;
         }
-        if bad && let Some(e) = format.scan(buf).error {
-            return Ok(Some(End::TooLarge(e)));
+        if bad && let Some(e) = self.format_now().scan(buf).error {
+            return Some(End::TooLarge(e));
         }
+        None
+    }
+
+    /// The framing with the frame limit as the latest reload set it.
+    fn format_now(&self) -> FrameFormat {
+        FrameFormat {
+            max_frame: self.live.max_frame(),
+            ..self.format
+        }
+    }
+
+    /// A partial frame waits in `buf`: start its `frame_timeout` from the
+    /// read that began it (the timer fires for whichever deadline is first).
+    fn arm_frame_timer(&self, buf: &BytesMut, f: &mut Flow, timer: Pin<&mut tokio::time::Sleep>) {
         if !buf.is_empty() && f.frame_started.is_none() {
             f.frame_started = Some(f.last_activity);
             let due = f.last_activity + self.live.frame_timeout();
             if due < timer.deadline() {
-                timer.as_mut().reset(due);
+                timer.reset(due);
             }
         }
-        Ok(None)
     }
 
     /// The slow path (faults or journal on): frame by frame, journal each,
@@ -585,11 +798,7 @@ impl Conn {
         last_activity: &mut Instant,
     ) -> io::Result<Option<End>> {
         // Fast path: the socket buffer usually takes everything at once.
-        match stream.try_write(out) {
-            Ok(n) => out = &out[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
+        out = &out[try_write(stream, out)?..];
         if !out.is_empty() {
             // Boxed: the waiting state is large and rarely needed, and keeping it out
             // of the connection's future keeps every idle connection small.
@@ -623,13 +832,21 @@ impl Conn {
 }
 
 /// A connection's place under `max_connections`, given back when it ends
-/// (also on a panic). A reference, not an `OwnedSemaphorePermit`: 8 B less
-/// on every idle connection.
-struct Slot<'a>(&'a Pool);
+/// (also on a panic, or a task dropped unpolled). It is the connection's
+/// handle on its service too: no separate permit or reference, 8 B less on
+/// every idle connection.
+struct Slot(Arc<Conn>);
 
-impl Drop for Slot<'_> {
+impl std::ops::Deref for Slot {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.0
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.release();
+        self.0.pool.release();
     }
 }
 
