@@ -11,8 +11,13 @@ set -uo pipefail
 err=$(mktemp)
 trap 'rm -f "$err"' EXIT
 for attempt in 1 2; do
-  # stdout straight through; stderr through tee, so it streams and is kept.
-  { "${WINE64:-/usr/lib/wine/wine64}" "$@" 2>&1 1>&3 3>&- | tee "$err" >&2; rc=${PIPESTATUS[0]}; } 3>&1
+  # stdout straight through; stderr into a file, shown when the binary ends.
+  # Not through a pipe: Wine's own background processes (services.exe,
+  # winedevice.exe) inherit it and never close it, so a reader would wait
+  # for an EOF that does not come (a CI run hung here until its timeout).
+  "${WINE64:-/usr/lib/wine/wine64}" "$@" 2>"$err"
+  rc=$?
+  cat "$err" >&2
   if [ "$rc" -eq 0 ] || ! grep -q '^wine client error' "$err" || [ "$attempt" -eq 2 ]; then
     exit "$rc"
   fi
