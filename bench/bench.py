@@ -436,7 +436,7 @@ def main():
         lines, ratios = table(results, opts)
         sc = None if opts.quick else scale(opts, tmp)
         wk = None if opts.quick else workers_cell(opts, tmp)
-        idle = idle_memory(opts, tmp, 2000) if opts.quick else None
+        idle = idle_memory(opts, tmp, min(2000, resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 200)) if opts.quick else None
     load_after = machine()[2]
     cmd = "bench/run.sh" + (" --quick" if opts.quick else "")
     doc = [f"# Benchmarks", "", f"Produced by `{cmd}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; do not edit by hand, re-run the script.", "",
