@@ -332,8 +332,33 @@ async fn metrics_text(Extract(s): Extract<Arc<Shared>>, headers: HeaderMap) -> R
     ([(header::CONTENT_TYPE, ctype)], s.metrics.encode()).into_response()
 }
 
+/// The services as the supervisor published them, each with its live
+/// faults (`null` when none) and journal (`null` when off), which change
+/// between publishes (`PUT /services/NAME/faults`).
 async fn services(Extract(s): Extract<Arc<Shared>>) -> Response {
-    let services = snapshot(&s.state);
+    let services: Vec<serde_json::Value> = snapshot(&s.state)
+        .into_iter()
+        .map(|info| {
+            let fx = s.fixtures.get(&info.name);
+            let mut v = serde_json::to_value(&info).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                let faults = fx.as_ref().map(|f| f.faults()).filter(|f| !f.is_empty());
+                obj.insert(
+                    "faults".into(),
+                    faults.map_or(serde_json::Value::Null, |f| f.to_json()),
+                );
+                let journal = fx.as_ref().map(|f| &f.journal).filter(|j| j.capacity() > 0);
+                obj.insert(
+                    "journal".into(),
+                    journal.map_or(
+                        serde_json::Value::Null,
+                        |j| serde_json::json!({"capacity": j.capacity(), "last_seq": j.last_seq()}),
+                    ),
+                );
+            }
+            v
+        })
+        .collect();
     axum::Json(services).into_response()
 }
 

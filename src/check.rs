@@ -83,6 +83,12 @@ struct Service {
     /// Remarks on what was bound (printed as `note:` lines after the options).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
+    /// The file's `[*.faults]` table, as `GET /services/NAME/faults` shows it; absent when empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faults: Option<serde_json::Value>,
+    /// The file's `journal` size in entries; absent when 0 (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +202,12 @@ fn print_text(r: &Report, quiet: bool) {
     }
     for s in &r.services {
         let _ = writeln!(o, "{} {:?} {}", s.kind, s.name, s.summary);
+        if let Some(f) = &s.faults {
+            let _ = writeln!(o, "  faults {f}");
+        }
+        if let Some(n) = s.journal {
+            let _ = writeln!(o, "  journal {n} entries");
+        }
         if let Some(b) = &s.bound {
             let _ = writeln!(o, "  bound {b}");
             let _ = writeln!(o, "  {:<22} {:<24} effective", "option", "requested");
@@ -226,7 +238,10 @@ fn at(f: &Finding) -> String {
 
 /// One service's entry; with `bind`, its socket is bound and read back.
 fn service(spec: &Spec, bind: bool, workers: usize) -> Service {
+    let (faults, journal) = spec.fixture();
     let mut s = Service {
+        faults: (!faults.is_empty()).then(|| faults.to_json()),
+        journal: (journal > 0).then_some(journal),
         kind: spec.kind(),
         name: spec.name().to_string(),
         summary: spec.summary(),

@@ -271,3 +271,48 @@ fn journal_follow_prints_new_entries_and_exits_1_when_the_admin_goes_away() {
         .unwrap();
     assert!(err.contains("connect to the admin endpoint"), "{err}");
 }
+
+#[test]
+fn services_and_check_show_faults_and_journal() {
+    let d = Daemon::start(&config("control = true"));
+    let admin = counters::admin_addr(&d);
+    let echo = |body: &str| -> serde_json::Value {
+        let all: serde_json::Value = serde_json::from_str(body).expect("services JSON");
+        all.as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == "echo"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no echo in {body}"))
+    };
+    let (_, body) = control::call(admin, "GET", "/services", None, None);
+    let s = echo(&body);
+    assert!(s["faults"].is_null(), "no faults yet: {s}");
+    assert_eq!(s["journal"]["capacity"], 8, "{s}");
+
+    // Live: a PUT shows in /services at once, a DELETE takes it away.
+    control::put_faults(admin, "echo", r#"{"latency": "5ms"}"#);
+    let (_, body) = control::call(admin, "GET", "/services", None, None);
+    assert_eq!(echo(&body)["faults"]["latency"], "5ms", "{body}");
+    control::clear_faults(admin, "echo");
+    let (_, body) = control::call(admin, "GET", "/services", None, None);
+    assert!(echo(&body)["faults"].is_null(), "{body}");
+
+    // check reads them from the file, in text and JSON.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    std::fs::write(
+        &path,
+        "[[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\njournal = 16\n[udp_echo.faults]\nloss = 0.25\nseed = 7\n",
+    )
+    .unwrap();
+    let cfg = path.to_str().unwrap();
+    let (code, out, err) = netservd(&["check", "--config", cfg], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#"faults {"loss":0.25,"seed":7}"#), "{out}");
+    assert!(out.contains("journal 16 entries"), "{out}");
+    let (code, out, err) = netservd(&["check", "--format", "json", "--config", cfg], None);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("check JSON");
+    assert_eq!(v["services"][0]["faults"]["loss"], 0.25, "{out}");
+    assert_eq!(v["services"][0]["journal"], 16, "{out}");
+    d.assert_clean(&[]);
+}
