@@ -242,7 +242,8 @@ impl Conn {
     /// bindings: rust-lang/rust#62958), hence an `async move` block that
     /// uses its captures in place; and a wrapping `async fn` that takes this
     /// future and awaits it would keep it twice, hence `held` is passed in.
-    /// Together they took an idle connection from 920 B to 1.8 KiB.
+    /// Such a wrapper was most of what took an idle connection from 920 B to
+    /// 1.8 KiB; `/debug/allocator`'s `tcp_connection_future` shows the size.
     pub fn serve(
         self: Arc<Self>,
         mut stream: TcpStream,
