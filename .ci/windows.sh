@@ -75,7 +75,11 @@ phase "tests under Wine (windows-gnu)"
 # 127.0.0.1 under Wine, so the deny list cannot see the denied source; and
 # Wine's loopback timing defeats bench's "the echoes that came back were quick"
 # rate-limit heuristic (the loss itself is still detected and exits 1).
+# Also: the seeded UDP loss test counts every datagram as replied or lost, and
+# Wine's sockets drop some of a 2,000-datagram burst where the daemon cannot
+# count them (a CI run: 820 replied + 918 lost of 2,000); Linux counts them.
 wine_skip=(--skip bind_failures_exit_1_naming_service_address_and_cause
+           --skip loss_half_with_seed_same_count_every_run_within_45_55_percent
            --skip deny_refuses_its_source_on_tcp_and_udp_and_serves_the_others
            --skip bench_fails_on_losses_that_look_like_a_rate_limit)
 timeout -k 30 "${WINE_TEST_TIMEOUT_S:-900}" \
