@@ -25,8 +25,8 @@ use tokio::net::UdpSocket;
 /// full (0.26 syscalls per message at 64 B against the C echo's 0.14, whose
 /// batches of 64 averaged 14.5); 16 averages 13.7 (0.15 per message; 4 KiB:
 /// 1.11 -> 0.73) and cut server CPU per message at 64 B from 1.12x to 1.06x
-/// the C echo's. 32 was worse: batches shorter than it clear readiness
-/// less often than they park (perf stat -e 'syscalls:sys_enter_*').
+/// the C echo's (perf stat -e 'syscalls:sys_enter_*'). 32 was tried only
+/// with a readiness change since dropped, so it is not ruled out.
 pub const BATCH: usize = 16;
 
 /// The slots of one batch and what the last receive put in them.
