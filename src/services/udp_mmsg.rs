@@ -14,7 +14,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -39,6 +39,8 @@ pub struct Batch {
     lens: [usize; BATCH],
     /// Length of each source address of the last receive.
     namelens: [libc::socklen_t; BATCH],
+    /// Largest datagram that replies may carry in a GSO message (0: GSO off).
+    gso_max: usize,
 }
 
 /// An all-zero `mmsghdr`, to be pointed at one slot.
@@ -56,7 +58,9 @@ fn iovec_of(buf: &mut [u8]) -> libc::iovec {
 }
 
 impl Batch {
-    pub fn new(slot: usize) -> Batch {
+    /// Slots of `slot` bytes for datagrams of `sock`, whose replies use UDP
+    /// GSO where the kernel has it (probed as quinn-udp does: reading the option).
+    pub fn new(slot: usize, sock: &UdpSocket) -> Batch {
         // SAFETY: sockaddr_storage is plain C data; all-zero is a valid value.
         let ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         Batch {
@@ -65,6 +69,11 @@ impl Batch {
             addrs: vec![ss; BATCH],
             lens: [0; BATCH],
             namelens: [0; BATCH],
+            gso_max: if gso_supported(sock.as_raw_fd()) {
+                u16::MAX as usize
+            } else {
+                0
+            },
         }
     }
 
@@ -129,35 +138,188 @@ impl Batch {
     /// is about `which[0]` (nothing was sent).
     pub fn send(&mut self, sock: &UdpSocket, which: &[usize]) -> io::Result<usize> {
         let fd = sock.as_raw_fd();
-        let n = which.len().min(BATCH);
+        let which = &which[..which.len().min(BATCH)];
         sock.try_io(Interest::WRITABLE, || {
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; BATCH];
-            let mut hdrs = [empty_header(); BATCH];
-            for (k, &i) in which[..n].iter().enumerate() {
-                let at = i * self.slot;
-                iov[k] = iovec_of(&mut self.data[at..at + self.lens[i]]);
-                let h = &mut hdrs[k].msg_hdr;
-                h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = self.namelens[i];
-                h.msg_iovlen = 1;
-            }
-            for (h, v) in hdrs.iter_mut().zip(&mut iov) {
-                h.msg_hdr.msg_iov = v;
-            }
-            // SAFETY: the first n headers point at live iovecs (each the received
-            // bytes of one slot) and at the address each came from, borrowed
-            // from `self` or this frame for the whole call; the kernel only reads them.
-            let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
+            loop {
+                match self.sendmmsg(fd, which) {
+                    Ok(sent) => return Ok(sent),
+                    Err((e, Some(segment))) if gso_refused(&e) => self.refuse_gso(segment, &e),
+                    Err((e, _)) => return Err(e),
+                }
             }
         })
     }
+
+    /// One `sendmmsg` of `which`: a run of replies to one source, all of one
+    /// size but the last, goes as one GSO message while GSO may carry it. On
+    /// error, also the segment size of the first message if it was a GSO one.
+    fn sendmmsg(
+        &mut self,
+        fd: RawFd,
+        which: &[usize],
+    ) -> Result<usize, (io::Error, Option<usize>)> {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; BATCH];
+        let mut hdrs = [empty_header(); BATCH];
+        let mut control = [Control([0; CONTROL]); BATCH];
+        // Datagrams carried by each message, and the GSO segment size of the first.
+        let mut carried = [0usize; BATCH];
+        let mut first_segment = None;
+        let mut msgs = 0;
+        let mut k = 0;
+        while k < which.len() {
+            let run = self.gso_run(&which[k..]);
+            for (j, &i) in which[k..k + run].iter().enumerate() {
+                let at = i * self.slot;
+                iov[k + j] = iovec_of(&mut self.data[at..at + self.lens[i]]);
+            }
+            let first = which[k];
+            let h = &mut hdrs[msgs].msg_hdr;
+            h.msg_name = (&mut self.addrs[first] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.namelens[first];
+            h.msg_iov = &mut iov[k];
+            h.msg_iovlen = run;
+            if run > 1 {
+                let segment = self.lens[first];
+                control[msgs].segment(h, segment as u16);
+                if msgs == 0 {
+                    first_segment = Some(segment);
+                }
+            }
+            carried[msgs] = run;
+            msgs += 1;
+            k += run;
+        }
+        // SAFETY: the first `msgs` headers point at live iovecs (each the received
+        // bytes of one slot), at the address of their first datagram's source and,
+        // for GSO ones, at their own control buffer, all borrowed from `self` or
+        // this frame for the whole call; the kernel only reads them.
+        let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), msgs as libc::c_uint, 0) };
+        if r < 0 {
+            return Err((io::Error::last_os_error(), first_segment));
+        }
+        Ok(carried[..r as usize].iter().sum())
+    }
+
+    /// How many datagrams from the front of `which` one GSO message can carry:
+    /// the same source, each as long as the first (the last may be shorter),
+    /// within the kernel's limits; 1 when GSO is off or the first is too big for it.
+    fn gso_run(&self, which: &[usize]) -> usize {
+        let first = which[0];
+        let segment = self.lens[first];
+        if segment == 0 || segment > self.gso_max {
+            return 1;
+        }
+        let src = self.addr_bytes(first);
+        let mut run = 1;
+        let mut bytes = segment;
+        for &i in &which[1..] {
+            let len = self.lens[i];
+            if len == 0 || len > segment || bytes + len > GSO_MAX_BYTES || self.addr_bytes(i) != src
+            {
+                break;
+            }
+            run += 1;
+            bytes += len;
+            if len < segment {
+                break; // only the last segment may be short
+            }
+        }
+        run
+    }
+
+    /// The source address of datagram `i` as the kernel wrote it.
+    fn addr_bytes(&self, i: usize) -> &[u8] {
+        let len = (self.namelens[i] as usize).min(size_of::<libc::sockaddr_storage>());
+        // SAFETY: sockaddr_storage is plain C data, `len` bytes of it are in bounds,
+        // and the borrow of `self` keeps it alive and unchanged.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&self.addrs[i] as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        }
+    }
+
+    /// The kernel refused a GSO message of `segment`-byte datagrams: EIO when
+    /// the route cannot offload it (quinn-udp turns GSO off for good then),
+    /// EINVAL or EMSGSIZE when the segment is over the route's MTU. Datagrams
+    /// of that size and larger go one per message from now on.
+    fn refuse_gso(&mut self, segment: usize, e: &io::Error) {
+        let before = self.gso_max;
+        self.gso_max = if e.raw_os_error() == Some(libc::EIO) {
+            0
+        } else {
+            segment - 1
+        };
+        tracing::debug!(segment, error = %e, gso_max_before = before, gso_max = self.gso_max,
+            "UDP segmentation offload refused; such replies are sent one datagram per message");
+    }
+}
+
+/// `UDP_SEGMENT` (linux/udp.h, since 4.18): one send carries several datagrams
+/// of one size to one destination, and the stack is walked once for all of them.
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// Bytes of one GSO message: the largest UDP payload over IPv4 (65,535 - 20 - 8).
+const GSO_MAX_BYTES: usize = 65_507;
+
+// Every kernel with UDP_SEGMENT takes at least 64 segments per message (UDP_MAX_SEGMENTS).
+const _: () = assert!(BATCH <= 64);
+
+/// Bytes of one control buffer: CMSG_SPACE of a u16, rounded up.
+const CONTROL: usize = 32;
+
+/// One message's control buffer, aligned as `cmsghdr` must be.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; CONTROL]);
+
+impl Control {
+    /// Points `h` at this buffer holding one `UDP_SEGMENT` of `segment` bytes.
+    fn segment(&mut self, h: &mut libc::msghdr, segment: u16) {
+        h.msg_control = self.0.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(2), libc::CMSG_LEN(2)) };
+        debug_assert!(space as usize <= CONTROL);
+        h.msg_controllen = space as _;
+        // SAFETY: `h` points at this buffer (8-aligned, CONTROL >= CMSG_SPACE(2)
+        // bytes), so CMSG_FIRSTHDR is a cmsghdr inside it with room for its data.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(h);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = UDP_SEGMENT;
+            (*c).cmsg_len = len as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment);
+        }
+    }
+}
+
+/// Whether this kernel knows `UDP_SEGMENT` (4.18 and later).
+fn gso_supported(fd: RawFd) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and sized as the call states.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0
+}
+
+/// Whether a send error may be the kernel refusing GSO rather than the datagrams.
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE)
+    )
 }
 
 /// The source address the kernel wrote, for IPv4 and IPv6.
