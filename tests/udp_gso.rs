@@ -10,7 +10,8 @@
 //! the daemon coalesced, and splitting it at the segment size must give back
 //! the requests unchanged and in order. Bursts reach the daemon as a client
 //! GSO send too, so that a whole round is queued before the daemon reads it;
-//! rounds repeat (bounded) until one is read as a batch.
+//! rounds repeat (bounded) until one is read as a batch. `gso = false` turns
+//! it off.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -268,5 +269,22 @@ fn a_route_that_refuses_the_segment_size_gets_one_datagram_per_message() {
         coalesced,
         "64 B replies stopped using GSO after the refusal ({after} rounds)"
     );
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn gso_false_sends_every_reply_as_its_own_datagram() {
+    let d = Daemon::start(
+        "[daemon]\nwatch_config = false\nworkers = 1\n[[udp_echo]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\ngso = false\n",
+    );
+    let c = gro_client();
+    // The same bursts that the test above sees coalesced within a few rounds:
+    // with `gso = false` no echo of ROUNDS of them arrives as one packet.
+    let (coalesced, rounds_run) = rounds(&c, d.addr("u"), 16, 64, true);
+    assert!(
+        !coalesced,
+        "an echo arrived as one GSO packet with gso = false"
+    );
+    assert_eq!(rounds_run, ROUNDS);
     d.assert_clean(&[]);
 }

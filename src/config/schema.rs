@@ -204,6 +204,10 @@ pub struct UdpEchoConfig {
     /// Sources refused (CIDR blocks); wins over `allow`.
     #[serde(default)]
     pub deny: Vec<Cidr>,
+    /// Linux: a batch's equal-sized replies to one source leave as one UDP
+    /// GSO send (`udp_mmsg.rs`). `false`: one datagram per send. Default true.
+    #[serde(default = "default_true")]
+    pub gso: bool,
     /// Faults injected for tests (`faults.rs`); absent = none. See README "Testing your client against faults".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<crate::faults::UdpFaults>,

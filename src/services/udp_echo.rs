@@ -159,7 +159,7 @@ async fn run_batched(
     ctx: &ServiceCtx,
     echo: &mut Echo,
 ) -> Result<()> {
-    let mut batch = udp_mmsg::Batch::new(cfg.max_datagram_bytes + 1, socket);
+    let mut batch = udp_mmsg::Batch::new(cfg.max_datagram_bytes + 1, socket, cfg.gso);
     let mut replies: Vec<usize> = Vec::with_capacity(udp_mmsg::BATCH);
     let mut held = faults::udp::Held::default();
     loop {

@@ -5,6 +5,14 @@
 //! (`try_io`), so a call that would block clears readiness and the service
 //! waits in `readable()` like any tokio socket.
 //!
+//! Replies use UDP GSO (`UDP_SEGMENT`) where they can: consecutive replies to
+//! one source, all of one size but a shorter last, go as one message of
+//! several iovecs, so the stack is walked once for the run and the kernel (or
+//! the NIC) splits it into the same datagrams. A route that refuses a segment
+//! size (over its MTU: EINVAL; no offload: EIO) lowers the largest size this
+//! batch coalesces and the message is sent again one datagram per message, so
+//! a refusal costs one failed call and loses nothing.
+//!
 //! Buffers live on the heap in plain arrays (slot bytes, source addresses)
 //! and hold no pointers. The kernel's `mmsghdr`/`iovec` descriptions of them
 //! are built per call on the stack, as quinn-udp does: a few hundred bytes of
@@ -59,8 +67,8 @@ fn iovec_of(buf: &mut [u8]) -> libc::iovec {
 
 impl Batch {
     /// Slots of `slot` bytes for datagrams of `sock`, whose replies use UDP
-    /// GSO where the kernel has it (probed as quinn-udp does: reading the option).
-    pub fn new(slot: usize, sock: &UdpSocket) -> Batch {
+    /// GSO if `gso` and the kernel has it (probed as quinn-udp does: reading the option).
+    pub fn new(slot: usize, sock: &UdpSocket, gso: bool) -> Batch {
         // SAFETY: sockaddr_storage is plain C data; all-zero is a valid value.
         let ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         Batch {
@@ -69,7 +77,7 @@ impl Batch {
             addrs: vec![ss; BATCH],
             lens: [0; BATCH],
             namelens: [0; BATCH],
-            gso_max: if gso_supported(sock.as_raw_fd()) {
+            gso_max: if gso && gso_supported(sock.as_raw_fd()) {
                 u16::MAX as usize
             } else {
                 0
