@@ -59,9 +59,12 @@ class Server:
     def __init__(self, name, proto, cpu, tmp):
         self.name, self.proto = name, proto
         self.port = free_port(socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-        if name == "netservd":
-            cfg = os.path.join(tmp, f"{proto}.toml")
-            netservd_config(cfg, proto, self.port, "max_connections = 4096\nmax_connections_per_source = 0\n" if proto == "tcp" else "")
+        if name in ("netservd", "netservd-nogso"):
+            # netservd-nogso: the same udp_echo with `gso = false`, one datagram per
+            # send like the C baselines, so the table shows what GSO is worth.
+            cfg = os.path.join(tmp, f"{proto}-{name}.toml")
+            extra = "max_connections = 4096\nmax_connections_per_source = 0\n" if proto == "tcp" else ("gso = false\n" if name == "netservd-nogso" else "")
+            netservd_config(cfg, proto, self.port, extra)
             cmd = [NETSERVD, "run", "--config", cfg]
         elif name == "c-epoll":
             cmd = [os.path.join(CBIN, "c_echo_tcp"), str(self.port)]
@@ -167,7 +170,7 @@ def cells(opts):
     yield "tcp", "TCP short 64 B x8", {"size": 64, "conns": 8, "depth": 1, "short": True}, ["netservd", "c-epoll", "tokio"]
     for s, w in UDP_CELLS:
         # Every UDP message carries a sockperf header so `sockperf server` answers the same generator.
-        yield "udp", f"UDP {s} B window {w}", {"size": s, "conns": 1, "depth": w}, ["netservd", "c-plain", "c-mmsg", "tokio", "sockperf"]
+        yield "udp", f"UDP {s} B window {w}", {"size": s, "conns": 1, "depth": w}, ["netservd", "netservd-nogso", "c-plain", "c-mmsg", "tokio", "sockperf"]
 
 
 def measure(opts, tmp):
@@ -176,7 +179,7 @@ def measure(opts, tmp):
     load from other users lands on all servers alike instead of on one."""
     results = {}  # (cell, server) -> [report...]
     for proto in ("tcp", "udp"):
-        names = ["netservd", "c-epoll", "tokio"] if proto == "tcp" else ["netservd", "c-plain", "c-mmsg", "tokio", "sockperf"]
+        names = ["netservd", "c-epoll", "tokio"] if proto == "tcp" else ["netservd", "netservd-nogso", "c-plain", "c-mmsg", "tokio", "sockperf"]
         servers = []
         try:
             for name in names:
@@ -450,7 +453,7 @@ def main():
            "(c-epoll for TCP, the faster of c-plain and c-mmsg for UDP); \"CPU efficiency vs C\" is the baseline's server CPU per message divided by this server's (above 1: cheaper than C).", "",
            f"Generator per cell: `taskset -c {opts.gen_cpu} {GEN_CMD[opts.generator]}`; the short-connection cell always uses `c_gen short PORT 64 8 500 200` "
            "(8 parallel loops of connect, one frame, its echo, close; source addresses rotate over 127.0.0.2-254). "
-           f"Servers, each `taskset -c {opts.server_cpu}`: `netservd run` (one tcp_echo or udp_echo, RUST_LOG=warn), "
+           f"Servers, each `taskset -c {opts.server_cpu}`: `netservd run` (one tcp_echo or udp_echo, RUST_LOG=warn; netservd-nogso: the udp_echo with `gso = false`), "
            "`bench/c_echo_tcp PORT`, `bench/c_echo_udp plain|mmsg PORT`, `examples/tokio_echo tcp|udp ADDR`, `sockperf server -i 127.0.0.1 -p PORT`.", "",
            f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}. The machine is shared: other builds running at the same time lower every number.", ""]
     doc += lines
@@ -463,6 +466,23 @@ def main():
         tp = f"({vs:.2f}x) generator-bound" if bound else f"{vs:.2f}x"
         target = "no claim (generator-bound)" if bound else verdict(label, vs, p99r, p50r, vsp)
         doc.append(f"| {label} | {tp} | {p99r:.2f}x | {p50r:.2f}x | {eff:.2f}x | {'' if vsp is None else f'{vsp:.2f}x'} | {target} |")
+    doc += ["", "## Server CPU per message against C (issue 15)", "",
+            "Target: netservd's server CPU per message <= 1.05x the C baseline's in TCP 64 B and 4 KiB 64x16 and UDP 64 B and 4 KiB window 32 "
+            "(medians of the repetitions above, same run). netservd's UDP replies use GSO (`gso = true`, the default: a batch's equal-sized replies "
+            "to one source leave as one send); the C baselines and netservd-nogso (`gso = false`) send one datagram per message.", "",
+            "| cell | server | server CPU ns/msg | C baseline ns/msg | ratio | target |", "|---|---|---|---|---|---|"]
+    for proto, label, _, servers in cells(opts):
+        if not (label.endswith("64x16") or label.endswith("window 32")):
+            continue
+        base = baseline(results, label, proto)
+        b_cpu = med(results[(label, base)], lambda r: r["cpu_ns_per_msg"])[0]
+        for name in ("netservd", "netservd-nogso"):
+            if name not in servers:
+                continue
+            ns = med(results[(label, name)], lambda r: r["cpu_ns_per_msg"])[0]
+            ratio = ns / b_cpu if b_cpu else float("nan")
+            target = ("met" if ratio <= 1.05 else "NOT met") if name == "netservd" else "(for comparison)"
+            doc.append(f"| {label} | {name} | {ns:.0f} | {b_cpu:.0f} ({base}) | {ratio:.2f}x | {target} |")
     if sc:
         m = sc["idle"]
         ready, hup = statistics.median(sc["ready_ms"]), statistics.median(sc["sighup_ms"])

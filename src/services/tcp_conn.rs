@@ -91,6 +91,39 @@ pub(crate) struct Conn {
     pub flood: Flood,
 }
 
+/// One spare read buffer per runtime thread. A connection gives its buffer
+/// up whenever it is idle at a frame boundary, which under pipelined load is
+/// after every burst; its next read would allocate again, and a buffer grown
+/// past jemalloc's thread cache (32 KiB) costs an arena lock and extent work
+/// both ways (2.4 % of server CPU at TCP 4 KiB 64x16 in perf). The thread's
+/// next connection to read takes the spare instead. Connections on one thread
+/// run one at a time, so one spare serves them all; idle ones still hold none.
+mod spare {
+    use std::cell::Cell;
+
+    use bytes::BytesMut;
+
+    /// Larger buffers (a big frame's) are freed rather than kept.
+    const KEEP_MAX: usize = 2 * super::MAX_READ;
+
+    thread_local! {
+        static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    }
+
+    /// Keeps `buf` (empty) as this thread's spare, freeing the one it replaces.
+    pub fn put(mut buf: BytesMut) {
+        if buf.capacity() <= KEEP_MAX {
+            buf.clear();
+            SPARE.with(|s| s.set(Some(buf)));
+        }
+    }
+
+    /// This thread's spare buffer, or a new empty one.
+    pub fn take() -> BytesMut {
+        SPARE.with(Cell::take).unwrap_or_default()
+    }
+}
+
 /// Reads what the socket holds into the spare room of `buf`; returns the
 /// count and whether the read drained the socket. A read shorter than the room
 /// offered took everything the kernel had, so tokio's read readiness is
@@ -384,7 +417,7 @@ impl Conn {
                 f.frame_started = None;
                 if buf.capacity() > 0 {
                     // Idle at a boundary: hold no buffer.
-                    buf = BytesMut::new();
+                    spare::put(std::mem::take(&mut buf));
                 }
             }
             if f.draining && !f.watching_abort {
@@ -418,6 +451,9 @@ impl Conn {
                 Step::Again => continue,
                 Step::End(end) => return Ok(end),
                 Step::AtDeadline => return self.close_at_deadline(stream, buf.len()).await,
+            }
+            if buf.capacity() == 0 {
+                buf = spare::take();
             }
             if buf.capacity() - buf.len() < f.read_size as usize {
                 buf.reserve(f.read_size as usize);
