@@ -170,34 +170,36 @@ impl Batch {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; BATCH];
-        let mut hdrs = [empty_header(); BATCH];
-        let mut control = [Control([0; CONTROL]); BATCH];
+        // First every iovec, then the headers: a message of several datagrams
+        // points at its run of iovecs through one pointer into the whole array.
+        for (v, &i) in iov.iter_mut().zip(which) {
+            let at = i * self.slot;
+            *v = iovec_of(&mut self.data[at..at + self.lens[i]]);
+        }
         // Datagrams carried by each message, and the GSO segment size of the first.
         let mut carried = [0usize; BATCH];
-        let mut first_segment = None;
         let mut msgs = 0;
         let mut k = 0;
         while k < which.len() {
-            let run = self.gso_run(&which[k..]);
-            for (j, &i) in which[k..k + run].iter().enumerate() {
-                let at = i * self.slot;
-                iov[k + j] = iovec_of(&mut self.data[at..at + self.lens[i]]);
-            }
+            carried[msgs] = self.gso_run(&which[k..]);
+            k += carried[msgs];
+            msgs += 1;
+        }
+        let mut hdrs = [empty_header(); BATCH];
+        let mut control = [Control([0; CONTROL]); BATCH];
+        let first_segment = (carried[0] > 1).then(|| self.lens[which[0]]);
+        let base = iov.as_mut_ptr();
+        let mut k = 0;
+        for ((h, c), &run) in hdrs.iter_mut().zip(&mut control).zip(&carried[..msgs]) {
             let first = which[k];
-            let h = &mut hdrs[msgs].msg_hdr;
+            let h = &mut h.msg_hdr;
             h.msg_name = (&mut self.addrs[first] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = self.namelens[first];
-            h.msg_iov = &mut iov[k];
+            h.msg_iov = base.wrapping_add(k);
             h.msg_iovlen = run;
             if run > 1 {
-                let segment = self.lens[first];
-                control[msgs].segment(h, segment as u16);
-                if msgs == 0 {
-                    first_segment = Some(segment);
-                }
+                c.segment(h, self.lens[first] as u16);
             }
-            carried[msgs] = run;
-            msgs += 1;
             k += run;
         }
         // SAFETY: the first `msgs` headers point at live iovecs (each the received
